@@ -1,0 +1,370 @@
+"""The ``builder`` command line: parse, make one library call, render.
+
+The only module that prints or exits. A ``BuilderError`` (the user's config, CSV, model file or
+path) becomes one line on stderr and exit code 2; ``--debug`` shows the traceback instead.
+TensorFlow is imported inside the commands that need a model, so ``--help``, ``validate`` and
+``schema`` answer at once.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import sys
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from builder.errors import BuilderError
+
+# Quiet TensorFlow's C++ logging and the oneDNN banner before anything imports it.
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "0")
+
+app = typer.Typer(
+    name="builder",
+    help="Describe a neural network in YAML; build, train, inspect and use it with Keras.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+out = Console(soft_wrap=True)
+err = Console(stderr=True, soft_wrap=True)
+_state = {"debug": False}
+
+
+@app.callback()
+def _main(
+    debug: Annotated[bool, typer.Option("--debug", help="Show tracebacks for errors.")] = False,
+) -> None:
+    _state["debug"] = debug
+
+
+@contextlib.contextmanager
+def _errors():
+    """The error boundary: a user's mistake is one line and exit 2, never a traceback."""
+    try:
+        yield
+    except BuilderError as error:
+        if _state["debug"]:
+            raise
+        err.print(f"error: {error}", markup=False, highlight=False)
+        raise typer.Exit(2) from None
+    except KeyboardInterrupt:
+        err.print("interrupted", markup=False)
+        raise typer.Exit(130) from None
+
+
+def _print(text: str) -> None:
+    out.print(text, markup=False, highlight=False)
+
+
+ConfigArg = Annotated[Path, typer.Argument(help="A config file (YAML or JSON).")]
+RunArg = Annotated[Path, typer.Argument(help="A run directory, or a model.keras file in one.")]
+JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON instead of tables.")]
+
+
+@app.command()
+def validate(
+    configs: Annotated[list[Path], typer.Argument(help="Config files to check.")],
+) -> None:
+    """Check configs against the schema (no TensorFlow; answers at once)."""
+    from builder.config import load_config
+    from builder.errors import ConfigError
+
+    failed = 0
+    for path in configs:
+        try:
+            config = load_config(path)
+        except ConfigError as error:
+            failed += 1
+            err.print(f"invalid: {error}", markup=False, highlight=False)
+            continue
+        _print(f"valid: {path} ({config.name}, {config.task})")
+    if failed:
+        raise typer.Exit(2)
+
+
+@app.command()
+def schema() -> None:
+    """Print the JSON Schema of the config, for editors."""
+    from builder.config import json_schema
+
+    sys.stdout.write(json.dumps(json_schema(), indent=2) + "\n")
+
+
+@app.command()
+def build(config: ConfigArg) -> None:
+    """Build the model a config describes and print its Keras summary."""
+    with _errors():
+        from builder.config import load_config
+
+        cfg = load_config(config)
+        from builder.model import build_model, summary_text
+
+        _print(summary_text(build_model(cfg)))
+
+
+@app.command()
+def train(
+    config: ConfigArg,
+    data: Annotated[Path | None, typer.Option(help="CSV to train on instead of data.path.")] = None,
+    epochs: Annotated[int | None, typer.Option(min=1, help="Override training.epochs.")] = None,
+    seed: Annotated[int | None, typer.Option(help="Override training.seed.")] = None,
+    runs_dir: Annotated[Path, typer.Option(help="Where run directories go.")] = Path("runs"),
+    tensorboard: Annotated[
+        bool, typer.Option("--tensorboard", help="Write TensorBoard logs into the run.")
+    ] = False,
+) -> None:
+    """Train on the CSV and write a run directory; compare with two baselines."""
+    with _errors():
+        from builder.config import load_config
+
+        cfg = load_config(config)  # fail fast on a bad config, before TensorFlow loads
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
+
+        from builder.training import train as run_training
+
+        with Progress(
+            TextColumn("[bold]{task.description}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TextColumn("{task.fields[logs]}"),
+            console=err,
+            transient=False,
+        ) as bar:
+            task = bar.add_task(f"training {cfg.name}", total=None, logs="")
+
+            def progress(epoch: int, total: int, logs: dict[str, float]) -> None:
+                shown = "  ".join(f"{k} {_fmt(v)}" for k, v in logs.items())
+                bar.update(task, completed=epoch, total=total, logs=shown)
+
+            run = run_training(
+                cfg,
+                data=data,
+                epochs=epochs,
+                seed=seed,
+                runs_dir=runs_dir,
+                tensorboard=tensorboard,
+                progress=progress,
+                command=["builder", *sys.argv[1:]],
+            )
+        _print(f"{run.metrics['epochs_run']} epochs in {run.metrics['timings']['fit_seconds']:.1f} s")
+        out.print(_metrics_table(run.metrics, title=f"test metrics ({cfg.name})"))
+        _print(f"run directory: {run.path}")
+
+
+def _fmt(value: Any) -> str:
+    if isinstance(value, float):
+        if value != value:  # NaN
+            return "nan"
+        if abs(value) >= 1000:
+            return f"{value:,.0f}"
+        return f"{value:.4g}"
+    return str(value)
+
+
+def _metrics_table(metrics: dict[str, Any], title: str) -> Table:
+    test = metrics.get("test", {})
+    base = metrics.get("baselines", {})
+    names = list(test)
+    table = Table(title=title)
+    table.add_column("model")
+    for name in names:
+        table.add_column(name, justify="right")
+    table.add_row("network", *[_fmt(test[n]) for n in names])
+    for label, key in (("mean predictor", "mean_predictor"), ("least squares", "least_squares")):
+        if key in base:
+            table.add_row(label, *[_fmt(base[key].get(n, float("nan"))) for n in names])
+    return table
+
+
+@app.command()
+def inspect(run: RunArg, as_json: JsonOpt = False) -> None:
+    """Summary, weights by feature and, with no hidden layer, the learned equation."""
+    with _errors():
+        from builder.inspection import inspect_run
+        from builder.runs import load_run
+
+        report = inspect_run(load_run(run))
+    if as_json:
+        sys.stdout.write(json.dumps(report, indent=2) + "\n")
+        return
+    _print(report["summary"])
+    for layer in report["layers"]:
+        table = Table(title=f"{layer['name']} ({layer['activation']})")
+        table.add_column("input")
+        units = layer["units"]
+        for unit in units[:12]:
+            table.add_column(unit, justify="right")
+        if len(units) > 12:
+            table.add_column(f"... {len(units) - 12} more")
+        for name, row in zip(layer["inputs"], layer["kernel"], strict=True):
+            cells = [_fmt(v) for v in row[:12]] + (["..."] if len(units) > 12 else [])
+            table.add_row(name, *cells)
+        if layer["bias"] is not None:
+            cells = [_fmt(v) for v in layer["bias"][:12]] + (["..."] if len(units) > 12 else [])
+            table.add_row("bias", *cells)
+        out.print(table)
+    equation = report["equation"]
+    if equation:
+        _print("learned equation (raw units):")
+        _print(f"  {equation['text']}")
+        lsq = equation["least_squares"]
+        if lsq:
+            _print("least squares (exact, training split):")
+            _print(f"  {lsq['text']}")
+            table = Table(title="coefficients: network vs least squares")
+            for col in ("term", "network", "least squares", "difference"):
+                table.add_column(col, justify="left" if col == "term" else "right")
+            rows = [*equation["coefficients"].items(), ("intercept", equation["intercept"])]
+            for name, value in rows:
+                ref = lsq["coefficients"].get(name, lsq["intercept"])
+                diff = (value - ref) / abs(ref) if ref else float("nan")
+                table.add_row(name, _fmt(value), _fmt(ref), f"{diff:+.2%}")
+            out.print(table)
+
+
+@app.command()
+def evaluate(
+    run: RunArg,
+    data: Annotated[Path, typer.Option(help="CSV with the feature and target columns.")],
+    as_json: JsonOpt = False,
+) -> None:
+    """Metrics of a trained run on another CSV."""
+    with _errors():
+        from builder.predict import evaluate as run_evaluate
+        from builder.runs import load_run
+
+        result = run_evaluate(load_run(run), data)
+    if as_json:
+        sys.stdout.write(json.dumps(result, indent=2) + "\n")
+        return
+    table = Table(title=f"{result['data']} ({result['rows']} rows)")
+    for name in result["metrics"]:
+        table.add_column(name, justify="right")
+    table.add_row(*[_fmt(v) for v in result["metrics"].values()])
+    out.print(table)
+
+
+@app.command()
+def predict(
+    run: RunArg,
+    data: Annotated[Path, typer.Option(help="CSV with the feature columns.")],
+    output: Annotated[
+        Path | None, typer.Option("--output", "-o", help="Write here instead of stdout.")
+    ] = None,
+    force: Annotated[bool, typer.Option("--force", help="Overwrite --output.")] = False,
+) -> None:
+    """Predict for each CSV row; keeps row order and columns, adds a prediction column."""
+    with _errors():
+        from builder.errors import RunError
+
+        if output is not None and output.exists() and not force:
+            raise RunError(f"--output {output} already exists; pass --force to overwrite it.")
+        if output is not None and not os.access(output.parent.resolve(), os.W_OK):
+            raise RunError(f"--output {output} must be in a writable directory.")
+        from builder.predict import predict as run_predict
+        from builder.runs import load_run, write_text
+
+        frame = run_predict(load_run(run), data)
+        text = frame.to_csv(index=False)
+        if output is None:
+            sys.stdout.write(text)
+        else:
+            write_text(output, text)
+            err.print(f"wrote {len(frame)} predictions to {output}", markup=False)
+
+
+@app.command()
+def plot(
+    target: Annotated[str, typer.Argument(help="A run directory, or 'activations'.")],
+    network: Annotated[
+        bool, typer.Option("--network", help="Draw the network with its learned weights.")
+    ] = False,
+    output_dir: Annotated[
+        Path | None, typer.Option(help="Where PNGs go (default: the run directory).")
+    ] = None,
+) -> None:
+    """PNG plots: training curves and predictions of a run, or the activation functions."""
+    with _errors():
+        from builder import plotting
+
+        if target == "activations":
+            path = (output_dir or Path(".")) / "activations.png"
+            _print(str(plotting.plot_activations(path)))
+            return
+        from builder.runs import load_run
+
+        run = load_run(Path(target))
+        folder = output_dir or run.path
+        folder.mkdir(parents=True, exist_ok=True)
+        written = []
+        if network:
+            from builder.inspection import network_weights
+
+            written.append(
+                plotting.plot_network(
+                    network_weights(run),
+                    folder / "network.png",
+                    input_names=list(run.config.data.features),
+                    output_names=[run.config.data.target],
+                )
+            )
+        else:
+            if run.history is not None:
+                written.append(plotting.plot_history(run.history, folder / "history.png"))
+            written.append(_plot_predictions(run, folder))
+        for path in written:
+            _print(str(path))
+
+
+def _plot_predictions(run, folder: Path) -> Path:
+    from builder import plotting
+    from builder.predict import test_split_predictions
+
+    y_true, y_pred = test_split_predictions(run)
+    return plotting.plot_predictions(
+        y_true, y_pred, folder / "predictions.png", target=run.config.data.target
+    )
+
+
+@app.command()
+def runs(
+    runs_dir: Annotated[Path, typer.Argument(help="The runs directory.")] = Path("runs"),
+    as_json: JsonOpt = False,
+) -> None:
+    """Past runs with their key test metrics, newest first."""
+    from builder.runs import list_runs
+
+    rows = list_runs(runs_dir)
+    if as_json:
+        sys.stdout.write(json.dumps(rows, indent=2) + "\n")
+        return
+    if not rows:
+        _print(f"no runs under {runs_dir}")
+        return
+    table = Table(title=f"runs in {runs_dir}")
+    for col in ("started", "name", "status", "epochs", "test", "vs least squares", "path"):
+        table.add_column(col)
+    for row in rows:
+        test = row["test"]
+        key = "mse" if "r2" in test else "accuracy"
+        lsq = row["baselines"].get("least_squares", {}).get(key)
+        value = test.get(key)
+        ratio = f"{value / lsq:.3f}x" if value is not None and lsq else ""
+        shown = f"{key} {_fmt(value)}" if value is not None else ""
+        table.add_row(
+            row["started"], row["name"], row["status"], str(row["epochs"] or ""), shown, ratio,
+            row["path"],
+        )  # fmt: skip
+    out.print(table)
+
+
+def main() -> None:
+    """Console-script entry point."""
+    app()

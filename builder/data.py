@@ -1,0 +1,282 @@
+"""CSV -> checked numeric arrays -> seeded splits -> ``tf.data`` pipelines.
+
+Knows columns and rows, nothing about models. Every problem with a file is a ``DataError`` that
+names the file, the column and, where it applies, the first offending line and value.
+"""
+
+from __future__ import annotations
+
+import csv
+import difflib
+import hashlib
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from builder.errors import DataError
+
+MISSING_POLICIES = ("error", "drop", "mean")
+
+
+@dataclass(frozen=True)
+class Split:
+    """One part of the data: features ``x`` (float32, n x k) and target ``y`` (float32, n)."""
+
+    x: np.ndarray
+    y: np.ndarray
+
+    def __len__(self) -> int:
+        return len(self.y)
+
+
+@dataclass(frozen=True)
+class Splits:
+    """Train, validation and test parts of one CSV, plus what the run records about it."""
+
+    train: Split
+    validation: Split
+    test: Split
+    features: tuple[str, ...]
+    target: str
+    sha256: str
+    dropped_rows: int = 0
+    filled_cells: int = 0
+
+    def counts(self) -> dict[str, int]:
+        """Row counts of each split."""
+        return {
+            "train": len(self.train),
+            "validation": len(self.validation),
+            "test": len(self.test),
+        }
+
+
+def file_sha256(path: str | Path) -> str:
+    """SHA-256 of a file, read in blocks."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _header(path: Path) -> list[str]:
+    with open(path, newline="", encoding="utf-8-sig") as handle:
+        try:
+            return next(csv.reader(handle))
+        except StopIteration:
+            raise DataError(f"{path} is empty: a CSV needs a header row and data rows.") from None
+        except (UnicodeDecodeError, csv.Error) as err:
+            raise DataError(f"{path} must be a UTF-8 CSV file. Received: {err}") from None
+
+
+def read_columns(
+    path: str | Path,
+    columns: Sequence[str],
+    *,
+    optional: Sequence[str] = (),
+    missing: str = "error",
+) -> pd.DataFrame:
+    """Read the named numeric columns of a CSV, checking every rule on the way.
+
+    Args:
+        path: the CSV file (UTF-8, comma-separated, header row; BOM and CRLF are fine).
+        columns: columns that must exist; other columns are ignored.
+        optional: columns read when present (e.g. the target for ``predict``).
+        missing: ``error`` (empty cells are an error), ``drop`` (drop those rows) or ``mean``
+            (leave NaN for the caller to fill from training statistics).
+
+    Returns:
+        A float64 frame with the requested columns, in the order asked, and the file's row order.
+
+    Raises:
+        DataError: missing file or column, non-numeric or infinite value, empty cells, no rows.
+    """
+    path = Path(path)
+    if not path.exists():
+        raise DataError(f"data file {path} does not exist.")
+    if path.is_dir():
+        raise DataError(f"data file {path} must be a file. Received: a directory")
+    header = _header(path)
+    if not any(name.strip() for name in header):
+        raise DataError(f"{path} must start with a header row of column names. Received: {header}")
+    seen: set[str] = set()
+    for name in header:
+        if name in seen:
+            raise DataError(f"{path}: column names must be unique. Received: '{name}' twice")
+        seen.add(name)
+    wanted = [*columns, *[c for c in optional if c in header and c not in columns]]
+    absent = [c for c in columns if c not in header]
+    if absent:
+        raise DataError(_absent_message(path, absent[0], header))
+
+    try:
+        frame = pd.read_csv(
+            path,
+            usecols=wanted,
+            encoding="utf-8-sig",
+            skipinitialspace=True,
+            keep_default_na=False,
+            na_values=["", "NA", "N/A", "NaN", "nan", "NULL", "null"],
+        )
+    except (UnicodeDecodeError, pd.errors.ParserError, ValueError) as err:
+        raise DataError(f"{path} could not be read as CSV: {str(err).splitlines()[0]}") from None
+    frame = frame[wanted]
+    if len(frame) == 0:
+        raise DataError(f"{path} has a header but no data rows.")
+    for name in wanted:
+        frame[name] = _numeric(frame[name], name, path)
+    return _handle_missing(frame, path, missing)
+
+
+def _absent_message(path: Path, name: str, header: list[str]) -> str:
+    message = f"{path} must have a column '{name}'."
+    if len(header) == 1 and ";" in header[0]:
+        message += " The header looks ';'-separated: builder reads comma-separated files."
+    close = difflib.get_close_matches(name, header, n=1)
+    if close:
+        message += f" Did you mean '{close[0]}'?"
+    shown = ", ".join(header[:20]) + (" ..." if len(header) > 20 else "")
+    return f"{message} Received columns: {shown}"
+
+
+def _numeric(column: pd.Series, name: str, path: Path) -> pd.Series:
+    if not pd.api.types.is_numeric_dtype(column) or pd.api.types.is_bool_dtype(column):
+        values = pd.to_numeric(column.astype("string").str.strip(), errors="coerce")
+        bad = values.isna() & column.notna()
+        if bad.any():
+            row = int(np.flatnonzero(bad.to_numpy())[0])
+            raise DataError(
+                f"{path}: column '{name}' must be numeric. "
+                f"Received: {column.iloc[row]!r} on line {row + 2}"
+            )
+        column = values
+    column = column.astype("float64")
+    infinite = np.isinf(column.to_numpy())
+    if infinite.any():
+        row = int(np.flatnonzero(infinite)[0])
+        raise DataError(
+            f"{path}: column '{name}' must be finite. "
+            f"Received: {column.iloc[row]} on line {row + 2}"
+        )
+    return column
+
+
+def _handle_missing(frame: pd.DataFrame, path: Path, policy: str) -> pd.DataFrame:
+    empty = frame.isna()
+    if not empty.to_numpy().any():
+        return frame
+    if policy == "error":
+        name = next(c for c in frame.columns if empty[c].any())
+        rows = np.flatnonzero(empty[name].to_numpy())
+        lines = ", ".join(str(r + 2) for r in rows[:5]) + (" ..." if len(rows) > 5 else "")
+        raise DataError(
+            f"{path}: column '{name}' must have no empty or NaN cells "
+            f"(set data.missing to drop or mean to allow them). "
+            f"Received: {len(rows)} empty on lines {lines}"
+        )
+    if policy == "drop":
+        frame = frame.dropna().reset_index(drop=True)
+        if len(frame) == 0:
+            raise DataError(f"{path}: every row has an empty cell, so data.missing=drop leaves none.")
+    return frame
+
+
+def split_rows(n: int, validation: float, test: float, seed: int) -> dict[str, np.ndarray]:
+    """Seeded random split of row indices; each part keeps the file's row order.
+
+    Raises:
+        DataError: too few rows for every requested part to get at least one row.
+    """
+    n_test = int(round(n * test))
+    n_val = int(round(n * validation))
+    if test > 0:
+        n_test = max(n_test, 1)
+    if validation > 0:
+        n_val = max(n_val, 1)
+    n_train = n - n_test - n_val
+    if n_train < 2:
+        raise DataError(
+            f"the data must have enough rows for the splits (at least 2 training rows). "
+            f"Received: {n} rows, validation={validation}, test={test}"
+        )
+    order = np.random.default_rng(seed).permutation(n)
+    return {
+        "test": np.sort(order[:n_test]),
+        "validation": np.sort(order[n_test : n_test + n_val]),
+        "train": np.sort(order[n_test + n_val :]),
+    }
+
+
+def load_splits(
+    path: str | Path,
+    features: Sequence[str],
+    target: str,
+    *,
+    validation: float,
+    test: float,
+    seed: int,
+    missing: str = "error",
+    classification: bool = False,
+) -> Splits:
+    """Read a CSV and split it into train, validation and test.
+
+    With ``missing="mean"`` empty feature cells are filled with the training split's means (the
+    target is never filled: those rows are dropped).
+    """
+    path = Path(path)
+    frame = read_columns(path, [*features, target], missing=missing)
+    total = len(frame)
+    if missing == "mean":
+        frame = frame[frame[target].notna()].reset_index(drop=True)
+    dropped = total - len(frame) if missing == "mean" else 0
+    parts = split_rows(len(frame), validation, test, seed)
+    x = frame[list(features)].to_numpy(dtype=np.float64)
+    y = frame[target].to_numpy(dtype=np.float64)
+    filled = 0
+    if missing == "mean":
+        means = np.nanmean(x[parts["train"]], axis=0)
+        holes = np.isnan(x)
+        filled = int(holes.sum())
+        x = np.where(holes, means, x)
+    if classification:
+        labels = np.unique(y)
+        if not set(labels.tolist()) <= {0.0, 1.0}:
+            raise DataError(
+                f"{path}: target column '{target}' must hold 0 and 1 for classification. "
+                f"Received: values {labels[:5].tolist()}"
+            )
+    if np.ptp(y[parts["train"]]) == 0:
+        raise DataError(
+            f"{path}: target column '{target}' must vary in the training rows; a constant target "
+            f"leaves nothing to learn. Received: every value {y[parts['train']][0]:g}"
+        )
+    return Splits(
+        train=Split(x[parts["train"]].astype(np.float32), y[parts["train"]].astype(np.float32)),
+        validation=Split(
+            x[parts["validation"]].astype(np.float32), y[parts["validation"]].astype(np.float32)
+        ),
+        test=Split(x[parts["test"]].astype(np.float32), y[parts["test"]].astype(np.float32)),
+        features=tuple(features),
+        target=target,
+        sha256=file_sha256(path),
+        dropped_rows=(total - len(frame)) if missing == "drop" else dropped,
+        filled_cells=filled,
+    )
+
+
+def dataset(split: Split, batch_size: int, *, shuffle_seed: int | None = None):
+    """A batched, prefetched ``tf.data.Dataset`` of ``(x, y)``.
+
+    Shuffling happens here, reseeded each epoch, because ``fit(shuffle=True)`` on numpy arrays
+    repeats one permutation every epoch after ``set_random_seed`` (KERAS-NOTES).
+    """
+    import tensorflow as tf
+
+    data = tf.data.Dataset.from_tensor_slices((split.x, split.y[:, None]))
+    if shuffle_seed is not None:
+        data = data.shuffle(len(split), seed=shuffle_seed, reshuffle_each_iteration=True)
+    return data.batch(batch_size).prefetch(tf.data.AUTOTUNE)

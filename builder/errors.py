@@ -1,0 +1,25 @@
+"""The errors builder raises for problems a user can fix.
+
+Every message follows Keras and scikit-learn: where, the rule, what was received, e.g.
+``model.layers[1].units must be a positive integer. Received: units=0 (configs/mlp.yaml, line 12)``.
+The CLI prints ``str(error)`` as one line and exits 2; anything that is not a ``BuilderError`` is a
+bug and keeps its traceback.
+"""
+
+from __future__ import annotations
+
+
+class BuilderError(Exception):
+    """Base class of every error caused by the user's input (config, data, model file, path)."""
+
+
+class ConfigError(BuilderError):
+    """A config file is unreadable or breaks a rule of the schema."""
+
+
+class DataError(BuilderError):
+    """A CSV file is unreadable or does not fit the config (columns, values, size)."""
+
+
+class RunError(BuilderError):
+    """A run directory or model file is missing, incomplete, or not a builder model."""

@@ -1,0 +1,122 @@
+"""Config -> ``keras.Sequential``. No I/O: data statistics come in as arguments.
+
+The model takes raw feature values and returns the target in its own units:
+
+    features -> normalization -> hidden layers -> output -> target_scaling
+
+``normalization`` is a ``keras.layers.Normalization`` (adapted on the training split by
+``builder.train``); ``target_scaling`` is a ``Rescaling(scale=std, offset=mean)`` for regression
+targets, because a raw salary target (tens of thousands) does not train (see KERAS-NOTES).
+"""
+
+from __future__ import annotations
+
+import keras
+
+from builder.config import (
+    ActivationLayer,
+    BatchNormalizationLayer,
+    Config,
+    DenseLayer,
+    DropoutLayer,
+    ThresholdLayer,
+    _DenseArgs,
+)
+from builder.layers import Threshold
+
+NORMALIZATION = "normalization"
+OUTPUT = "output"
+TARGET_SCALING = "target_scaling"
+
+
+def build_model(
+    config: Config, *, target_mean: float = 0.0, target_std: float = 1.0
+) -> keras.Sequential:
+    """Build the (uncompiled) Keras model a config describes.
+
+    Args:
+        config: a validated config.
+        target_mean: training-split mean of the target, for regression with target scaling.
+        target_std: training-split standard deviation of the target (1.0 for a constant target).
+
+    Returns:
+        A built ``keras.Sequential`` named after the config. Its ``normalization`` layer, when
+        present, is not adapted yet.
+    """
+    layers: list[keras.layers.Layer] = [
+        keras.Input(shape=(len(config.data.features),), name="features")
+    ]
+    if config.data.normalize == "zscore":
+        layers.append(keras.layers.Normalization(axis=-1, name=NORMALIZATION))
+    counts: dict[str, int] = {}
+    for spec in config.model.layers:
+        kind = "hidden" if spec.type == "dense" else spec.type
+        counts[kind] = counts.get(kind, 0) + 1
+        layers.extend(_layer(spec, f"{kind}_{counts[kind]}"))
+    layers.extend(_dense(config.model.output, OUTPUT))
+    if config.task == "regression" and config.training.target_scaling == "zscore":
+        layers.append(
+            keras.layers.Rescaling(
+                scale=float(target_std), offset=float(target_mean), name=TARGET_SCALING
+            )
+        )
+    return keras.Sequential(layers, name=config.name)
+
+
+def _layer(spec, name: str) -> list[keras.layers.Layer]:
+    if isinstance(spec, DenseLayer):
+        return _dense(spec, name)
+    if isinstance(spec, DropoutLayer):
+        return [keras.layers.Dropout(spec.rate, name=name)]
+    if isinstance(spec, BatchNormalizationLayer):
+        return [
+            keras.layers.BatchNormalization(
+                momentum=spec.momentum, epsilon=spec.epsilon, name=name
+            )
+        ]
+    if isinstance(spec, ThresholdLayer):
+        return [
+            Threshold(
+                threshold=spec.threshold, gradient=spec.gradient, slope=spec.slope, name=name
+            )
+        ]
+    if isinstance(spec, ActivationLayer):
+        if spec.activation == "threshold":
+            return [Threshold(name=name)]
+        return [keras.layers.Activation(spec.activation, name=name)]
+    raise TypeError(f"unknown layer spec {spec!r}")  # the schema makes this unreachable
+
+
+def _dense(spec: _DenseArgs, name: str) -> list[keras.layers.Layer]:
+    # `threshold` never reaches Keras: its own keras.activations.threshold means something else.
+    step = spec.activation == "threshold"
+    dense = keras.layers.Dense(
+        spec.units,
+        activation=None if step else spec.activation,
+        use_bias=spec.use_bias,
+        kernel_initializer=spec.kernel_initializer,
+        bias_initializer=spec.bias_initializer,
+        kernel_regularizer=_regularizer(spec.kernel_regularizer),
+        bias_regularizer=_regularizer(spec.bias_regularizer),
+        name=name,
+    )
+    return [dense, Threshold(name=f"{name}_threshold")] if step else [dense]
+
+
+def _regularizer(spec):
+    if spec is None:
+        return None
+    return keras.regularizers.L1L2(l1=spec.l1, l2=spec.l2)
+
+
+def summary_text(model: keras.Model) -> str:
+    """The Keras summary as plain text (what ``model.summary()`` prints)."""
+    parts: list[str] = []
+    # line_length=None lets Keras size the columns; a fixed width cuts off "Param #".
+    model.summary(print_fn=lambda text, **_: parts.append(text), line_length=None)
+    return "".join(parts).rstrip("\n")
+
+
+def dense_layers(model: keras.Model) -> list[keras.layers.Dense]:
+    """The model's Dense layers in order (hidden ones, then ``output``)."""
+    return [layer for layer in model.layers if isinstance(layer, keras.layers.Dense)]

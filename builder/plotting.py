@@ -1,0 +1,632 @@
+"""PNG plots of a run: training curves, predictions, activation functions and the network itself.
+
+Every function here is pure: it takes numpy/pandas data, writes one PNG and returns its
+:class:`~pathlib.Path`. Nothing is printed and no global matplotlib state is touched: figures are
+built with :class:`matplotlib.figure.Figure` on an Agg canvas, never through ``pyplot``. matplotlib
+is imported inside the functions, so importing this module stays cheap (it imports numpy only).
+
+Each PNG is written atomically: rendered to a temporary file next to the target, then moved over
+it with :func:`os.replace`, so a reader never sees a half-written image.
+"""
+
+from __future__ import annotations
+
+import errno
+import math
+import os
+from collections.abc import Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from builder.errors import BuilderError, RunError
+
+if TYPE_CHECKING:
+    import pandas as pd
+    from matplotlib.axes import Axes
+    from matplotlib.figure import Figure
+
+__all__ = [
+    "ACTIVATION_FORMULAS",
+    "activation_curves",
+    "plot_activations",
+    "plot_history",
+    "plot_network",
+    "plot_predictions",
+]
+
+#: Colours shared by every plot: train/positive is blue, validation/negative is red.
+_BLUE = "#1f77b4"
+_RED = "#d62728"
+_ORANGE = "#ff7f0e"
+_DPI = 120
+
+#: Title and formula (matplotlib mathtext) of each activation function, in the article's order.
+ACTIVATION_FORMULAS: dict[str, tuple[str, str]] = {
+    "threshold": ("Threshold (TLU)", r"$f(x) = 1$ if $x \geq \theta$, else $0$"),
+    "sigmoid": ("Sigmoid", r"$\sigma(x) = \dfrac{1}{1 + e^{-x}}$"),
+    "relu": ("ReLU", r"$f(x) = \max(0,\ x)$"),
+    "tanh": ("Tanh", r"$\tanh(x) = \dfrac{e^{x} - e^{-x}}{e^{x} + e^{-x}}$"),
+}
+
+
+# --------------------------------------------------------------------------------------------
+# Shared helpers
+# --------------------------------------------------------------------------------------------
+
+
+def _new_figure(figsize: tuple[float, float], layout: str | None = "constrained") -> Figure:
+    """Returns a Figure on its own Agg canvas, outside pyplot's global registry.
+
+    Args:
+        figsize: Width and height in inches.
+        layout: The figure's layout engine, or None.
+
+    Returns:
+        A new figure; it is freed by the garbage collector, no ``plt.close`` needed.
+    """
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=figsize, dpi=_DPI, layout=layout)
+    FigureCanvasAgg(fig)
+    return fig
+
+
+def _save(fig: Figure, path: str | os.PathLike[str], **savefig_kwargs: Any) -> Path:
+    """Writes ``fig`` to ``path`` as a PNG, atomically, and releases the figure.
+
+    Args:
+        fig: The figure to render.
+        path: Where the PNG goes; missing parent directories are created. The file is a PNG
+            whatever its suffix.
+        **savefig_kwargs: Extra arguments of :meth:`Figure.savefig` (e.g. ``bbox_inches``).
+
+    Returns:
+        ``path`` as a Path.
+
+    Raises:
+        RunError: The file or its directory cannot be written.
+    """
+    path = Path(path)
+    tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")
+    try:
+        if path.is_dir():
+            raise IsADirectoryError(errno.EISDIR, os.strerror(errno.EISDIR), str(path))
+        path.parent.mkdir(parents=True, exist_ok=True)
+        # The temporary name does not end in .png, so the format must be given explicitly.
+        fig.savefig(tmp, format="png", dpi=_DPI, **savefig_kwargs)
+        os.replace(tmp, path)
+    except OSError as exc:
+        raise RunError(
+            f"cannot write the plot {str(path)!r}: {exc.strerror or exc}. "
+            f"Received: path={str(path)!r}"
+        ) from exc
+    finally:
+        tmp.unlink(missing_ok=True)
+        fig.clear()
+    return path
+
+
+def _text(value: object) -> str:
+    """Returns ``str(value)`` safe to draw: a ``$`` would otherwise start mathtext."""
+    return str(value).replace("$", r"\$")
+
+
+def _short(value: object, limit: int = 28) -> str:
+    """Returns a drawable label of at most ``limit`` characters, elided in the middle."""
+    text = str(value)
+    if len(text) > limit:
+        head = (limit - 1) // 2
+        text = text[:head] + "…" + text[len(text) - (limit - 1 - head) :]
+    return _text(text)
+
+
+# --------------------------------------------------------------------------------------------
+# Training history
+# --------------------------------------------------------------------------------------------
+
+
+def _history_metrics(history: pd.DataFrame) -> list[tuple[str, str | None, str | None]]:
+    """Groups the metric columns of a history by base name, ``loss`` first.
+
+    Args:
+        history: One row per epoch; ``val_<name>`` columns are the validation side of ``<name>``.
+
+    Returns:
+        ``(base name, train column or None, validation column or None)`` for each metric.
+    """
+    from pandas.api.types import is_bool_dtype, is_numeric_dtype
+
+    order: list[str] = []
+    pairs: dict[str, list[str | None]] = {}
+    for column in history.columns:
+        name = str(column)
+        if name == "epoch":
+            continue
+        series = history[column]
+        if not is_numeric_dtype(series) or is_bool_dtype(series):
+            continue
+        is_val = name.startswith("val_") and len(name) > len("val_")
+        base = name[len("val_") :] if is_val else name
+        if base not in pairs:
+            pairs[base] = [None, None]
+            order.append(base)
+        pairs[base][1 if is_val else 0] = column
+    order.sort(key=lambda base: base != "loss")  # stable: loss first, then the columns' order
+    return [(base, pairs[base][0], pairs[base][1]) for base in order]
+
+
+def plot_history(history: pd.DataFrame, path: str | os.PathLike[str]) -> Path:
+    """Plots training curves: one panel per metric, train and validation lines.
+
+    Args:
+        history: One row per epoch, as Keras' ``History.history`` or a CSVLogger file: an
+            optional ``epoch`` column (else epochs are numbered from 1) and numeric metric columns
+            such as ``loss``, ``val_loss``, ``mae``, ``val_mae``. Other columns are ignored.
+        path: Where the PNG goes.
+
+    Returns:
+        The written path.
+
+    Raises:
+        RunError: The history has no rows or no numeric metric column, or ``path`` cannot be
+            written.
+
+    The loss panel uses a log-scale y axis when every loss value is positive, and marks the epoch
+    with the lowest validation loss (or training loss, without validation).
+    """
+    metrics = _history_metrics(history)
+    if len(history) == 0 or not metrics:
+        raise RunError(
+            "history must have at least one row and one numeric metric column (e.g. loss). "
+            f"Received: {len(history)} rows, columns {[str(c) for c in history.columns]}"
+        )
+    if "epoch" in history.columns:
+        epochs = history["epoch"].to_numpy(dtype=float, na_value=np.nan)
+    else:
+        epochs = np.arange(1, len(history) + 1, dtype=float)
+    markers = len(history) <= 40
+
+    ncols = min(len(metrics), 3)
+    nrows = math.ceil(len(metrics) / ncols)
+    fig = _new_figure((4.8 * ncols + 0.4, 3.6 * nrows + 0.5))
+    axes = fig.subplots(nrows, ncols, squeeze=False)
+    for ax in axes.flat[len(metrics) :]:
+        ax.set_visible(False)
+
+    for ax, (base, train_col, val_col) in zip(axes.flat, metrics, strict=False):
+        values: list[np.ndarray] = []
+        for column, label, color in ((train_col, "train", _BLUE), (val_col, "validation", _RED)):
+            if column is None:
+                continue
+            y = history[column].to_numpy(dtype=float, na_value=np.nan)
+            values.append(y)
+            ax.plot(
+                epochs,
+                y,
+                color=color,
+                label=f"{label} ({_text(column)})",
+                marker="o" if markers else None,
+                markersize=3,
+                linewidth=1.6,
+            )
+        finite = np.concatenate(values)
+        finite = finite[np.isfinite(finite)]
+        log = base == "loss" and finite.size > 0 and bool(np.all(finite > 0))
+        if log:
+            ax.set_yscale("log")
+        if base == "loss":
+            _mark_best(ax, epochs, history, val_col or train_col)
+        ax.set_title(_text(base) + (" (log scale)" if log else ""))
+        ax.set_xlabel("epoch")
+        ax.set_ylabel(_text(base))
+        ax.grid(True, which="major", alpha=0.3)
+        ax.legend(fontsize="small")
+    n = len(history)
+    fig.suptitle(f"Training history ({n} epoch{'s' if n != 1 else ''})")
+    return _save(fig, path)
+
+
+def _mark_best(ax: Axes, epochs: np.ndarray, history: pd.DataFrame, column: str | None) -> None:
+    """Draws a dotted vertical line at the epoch where ``column`` is lowest."""
+    if column is None:
+        return
+    y = history[column].to_numpy(dtype=float, na_value=np.nan)
+    if not np.any(np.isfinite(y)):
+        return
+    best = int(np.nanargmin(y))
+    epoch = epochs[best]
+    epoch_text = f"{epoch:g}" if np.isfinite(epoch) else str(best + 1)
+    ax.axvline(
+        epoch,
+        color="grey",
+        linestyle=":",
+        linewidth=1.2,
+        label=f"best {_text(column)} = {y[best]:.4g} (epoch {epoch_text})",
+    )
+
+
+# --------------------------------------------------------------------------------------------
+# Predictions
+# --------------------------------------------------------------------------------------------
+
+
+def _r_squared(y_true: np.ndarray, y_pred: np.ndarray) -> float:
+    """Returns the coefficient of determination, or NaN when ``y_true`` is constant."""
+    ss_res = float(np.sum((y_true - y_pred) ** 2))
+    ss_tot = float(np.sum((y_true - np.mean(y_true)) ** 2))
+    if ss_tot == 0.0:
+        return math.nan
+    return 1.0 - ss_res / ss_tot
+
+
+def _as_column(values: Any, name: str) -> np.ndarray:
+    """Returns ``values`` as a 1-D float array; a single column (n, 1) is accepted."""
+    array = np.asarray(values, dtype=float)
+    if array.ndim == 2 and array.shape[1] == 1:
+        array = array[:, 0]
+    if array.ndim != 1:
+        raise ValueError(
+            f"{name} must be 1-D or a single column; call plot_predictions once per output. "
+            f"Received: shape {array.shape}"
+        )
+    return array
+
+
+def plot_predictions(
+    y_true: Any, y_pred: Any, path: str | os.PathLike[str], target: str = "target"
+) -> Path:
+    """Plots predicted against actual values, with the y = x line and R² in the title.
+
+    Args:
+        y_true: Actual values, shape (n,) or (n, 1).
+        y_pred: Predicted values, same length as ``y_true``.
+        path: Where the PNG goes.
+        target: Name of the target column, used in the labels and title.
+
+    Returns:
+        The written path.
+
+    Raises:
+        ValueError: The arrays are empty, not one column, or of different lengths.
+        RunError: No pair of values is finite (a diverged model predicts NaN), or ``path``
+            cannot be written.
+
+    Pairs with a NaN or infinite value are left out of the plot and of R²; the title counts them.
+    """
+    actual = _as_column(y_true, "y_true")
+    predicted = _as_column(y_pred, "y_pred")
+    if actual.shape != predicted.shape or actual.size == 0:
+        raise ValueError(
+            "y_true and y_pred must be non-empty and of the same length. "
+            f"Received: {actual.size} and {predicted.size} values"
+        )
+    finite = np.isfinite(actual) & np.isfinite(predicted)
+    skipped = int(actual.size - finite.sum())
+    if not finite.any():
+        raise RunError(
+            f"predictions of {target!r} contain no finite value, so there is nothing to plot; "
+            "the model has probably diverged (try a lower learning rate). "
+            f"Received: {actual.size} pairs, all with NaN or infinity"
+        )
+    actual, predicted = actual[finite], predicted[finite]
+    n = actual.size
+    r2 = _r_squared(actual, predicted)
+
+    fig = _new_figure((6.0, 6.0))
+    ax = fig.add_subplot()
+    size, alpha = (22, 0.8) if n <= 500 else (8, 0.5) if n <= 5000 else (3, 0.3)
+    ax.scatter(actual, predicted, s=size, alpha=alpha, color=_BLUE, edgecolors="none",
+               label="samples", rasterized=n > 5000)  # fmt: skip
+    low = float(min(actual.min(), predicted.min()))
+    high = float(max(actual.max(), predicted.max()))
+    pad = (high - low) * 0.05 if high > low else max(abs(high) * 0.05, 1.0)
+    low, high = low - pad, high + pad
+    ax.plot([low, high], [low, high], color=_RED, linestyle="--", linewidth=1.3,
+            label="y = x (perfect prediction)")  # fmt: skip
+    ax.set_xlim(low, high)
+    ax.set_ylim(low, high)
+    ax.set_aspect("equal")
+    name = _short(target, 40)
+    ax.set_xlabel(f"actual {name}")
+    ax.set_ylabel(f"predicted {name}")
+    ax.grid(True, alpha=0.3)
+    ax.legend(loc="upper left", fontsize="small")
+    r2_text = "R² = undefined (constant target)" if math.isnan(r2) else f"R² = {r2:.4f}"
+    details = f"{r2_text}    n = {n}"
+    if skipped:
+        details += f"    ({skipped} non-finite left out)"
+    ax.set_title(f"{name}: predicted vs actual\n{details}")
+    return _save(fig, path)
+
+
+# --------------------------------------------------------------------------------------------
+# Activation functions
+# --------------------------------------------------------------------------------------------
+
+
+def activation_curves(x: Any = None, *, threshold: float = 0.0) -> dict[str, np.ndarray]:
+    """Computes the article's four activation functions with numpy.
+
+    Args:
+        x: Input values (any array-like); None means 1201 points evenly spaced over [-6, 6].
+        threshold: θ of the threshold function (TLU).
+
+    Returns:
+        ``{"x": x, "threshold": ..., "sigmoid": ..., "relu": ..., "tanh": ...}``, float arrays of
+        the shape of ``x``: threshold is 1.0 where ``x >= threshold`` else 0.0, sigmoid is
+        ``1 / (1 + e^-x)``, relu is ``max(0, x)``, tanh is ``tanh(x)``.
+    """
+    values = np.linspace(-6.0, 6.0, 1201) if x is None else np.asarray(x, dtype=float)
+    return {
+        "x": values,
+        "threshold": np.where(values >= threshold, 1.0, 0.0),
+        # 1 / (1 + e^-x) written through tanh: identical, and no overflow for very negative x.
+        "sigmoid": 0.5 * (1.0 + np.tanh(0.5 * values)),
+        "relu": np.maximum(values, 0.0),
+        "tanh": np.tanh(values),
+    }
+
+
+def plot_activations(path: str | os.PathLike[str], threshold: float = 0.0) -> Path:
+    """Draws the four activation functions in a 2 x 2 grid, each titled with its formula.
+
+    Args:
+        path: Where the PNG goes.
+        threshold: θ of the threshold function (TLU); the other three do not use it.
+
+    Returns:
+        The written path.
+
+    Raises:
+        BuilderError: ``threshold`` is NaN or infinite.
+        RunError: ``path`` cannot be written.
+    """
+    threshold = float(threshold)
+    if not math.isfinite(threshold):
+        raise BuilderError(f"threshold must be a finite number. Received: threshold={threshold}")
+    curves = activation_curves()
+    fig = _new_figure((9.0, 7.6))
+    axes = fig.subplots(2, 2)
+    for ax, (key, (title, formula)) in zip(axes.flat, ACTIVATION_FORMULAS.items(), strict=True):
+        if key == "threshold":
+            _draw_step(ax, threshold)
+            formula = formula.replace(r"\theta", f"{threshold:g}")
+        else:
+            ax.plot(curves["x"], curves[key], color=_BLUE, linewidth=2)
+            ax.set_xlim(curves["x"][0], curves["x"][-1])
+        ax.axhline(0.0, color="black", linewidth=0.7)
+        ax.axvline(0.0, color="black", linewidth=0.7)
+        ax.set_title(f"{title}\n{formula}", fontsize=11)
+        ax.set_xlabel("x (weighted sum of inputs)")
+        ax.set_ylabel("f(x)")
+        ax.grid(True, alpha=0.3)
+    axes[0, 0].set_ylim(-0.15, 1.15)
+    axes[0, 1].set_ylim(-0.15, 1.15)
+    axes[1, 1].set_ylim(-1.2, 1.2)
+    fig.suptitle("Activation functions", fontsize=14)
+    return _save(fig, path)
+
+
+def _draw_step(ax: Axes, threshold: float) -> None:
+    """Draws the threshold function as a step: 0 left of ``threshold``, 1 from it on."""
+    low, high = min(-6.0, threshold - 3.0), max(6.0, threshold + 3.0)
+    ax.plot([low, threshold], [0.0, 0.0], color=_BLUE, linewidth=2)
+    ax.plot([threshold, high], [1.0, 1.0], color=_BLUE, linewidth=2)
+    ax.plot([threshold, threshold], [0.0, 1.0], color=_BLUE, linewidth=1, linestyle=":")
+    # Filled dot: f(threshold) = 1; open dot: the 0 branch stops just before it.
+    ax.plot([threshold], [1.0], "o", color=_BLUE, markersize=7, zorder=3)
+    ax.plot([threshold], [0.0], "o", markerfacecolor="white", markeredgecolor=_BLUE,
+            markersize=7, zorder=3)  # fmt: skip
+    ax.set_xlim(low, high)
+
+
+# --------------------------------------------------------------------------------------------
+# Network
+# --------------------------------------------------------------------------------------------
+
+
+def _bias_text(bias: float) -> str:
+    """Returns a bias short enough to fit in a neuron: ``0.03``, ``-12``, ``-1e+03``."""
+    if abs(bias) < 10:
+        return f"{bias:.2f}"
+    return f"{bias:.0f}" if abs(bias) < 1000 else f"{bias:.0e}"
+
+
+def _check_layers(
+    layers: Sequence[tuple[np.ndarray, np.ndarray | None]],
+    input_names: Sequence[str],
+    output_names: Sequence[str],
+) -> tuple[list[np.ndarray], list[np.ndarray | None]]:
+    """Returns the kernels and biases as float arrays after checking that their shapes chain.
+
+    Raises:
+        ValueError: A shape does not fit (a programming error, not a user's).
+    """
+    if len(layers) == 0:
+        raise ValueError("layers must hold at least one (kernel, bias) pair. Received: []")
+    kernels: list[np.ndarray] = []
+    biases: list[np.ndarray | None] = []
+    for index, (kernel, bias) in enumerate(layers):
+        k = np.asarray(kernel, dtype=float)
+        if k.ndim != 2:
+            raise ValueError(
+                f"layers[{index}] kernel must be 2-D (n_in, n_out). Received: shape {k.shape}"
+            )
+        if kernels and k.shape[0] != kernels[-1].shape[1]:
+            raise ValueError(
+                f"layers[{index}] kernel must have {kernels[-1].shape[1]} rows, the units of "
+                f"layers[{index - 1}]. Received: shape {k.shape}"
+            )
+        b = None if bias is None else np.asarray(bias, dtype=float)
+        if b is not None and b.shape != (k.shape[1],):
+            raise ValueError(
+                f"layers[{index}] bias must have shape ({k.shape[1]},). Received: shape {b.shape}"
+            )
+        kernels.append(k)
+        biases.append(b)
+    if len(input_names) != kernels[0].shape[0]:
+        raise ValueError(
+            f"input_names must name the {kernels[0].shape[0]} inputs. "
+            f"Received: {len(input_names)} names"
+        )
+    if len(output_names) != kernels[-1].shape[1]:
+        raise ValueError(
+            f"output_names must name the {kernels[-1].shape[1]} outputs. "
+            f"Received: {len(output_names)} names"
+        )
+    return kernels, biases
+
+
+def plot_network(
+    layers: list[tuple[np.ndarray, np.ndarray | None]],
+    path: str | os.PathLike[str],
+    input_names: list[str],
+    output_names: list[str],
+    max_neurons: int = 32,
+) -> Path:
+    """Draws the network as columns of neurons joined by one line per weight (synapse).
+
+    Line width is proportional to ``|weight|`` (the largest weight of the plot gets the widest
+    line) and colour shows the sign: blue positive, red negative. Input neurons are labelled with
+    the feature names, output neurons with the output names; when no layer has more than 10
+    neurons, each neuron also shows its bias.
+
+    Args:
+        layers: ``(kernel, bias)`` of each Dense layer, in order; kernel shape (n_in, n_out), bias
+            shape (n_out,) or None.
+        path: Where the PNG goes.
+        input_names: One name per input (the rows of the first kernel).
+        output_names: One name per output (the columns of the last kernel).
+        max_neurons: Largest layer (inputs included) this function agrees to draw.
+
+    Returns:
+        The written path.
+
+    Raises:
+        ValueError: The shapes do not chain, or the names do not match them.
+        RunError: A layer has more than ``max_neurons`` neurons, a weight is NaN or infinite, or
+            ``path`` cannot be written.
+    """
+    if isinstance(max_neurons, bool) or not isinstance(max_neurons, int) or max_neurons < 1:
+        raise ValueError(f"max_neurons must be a positive integer. Received: {max_neurons!r}")
+    kernels, biases = _check_layers(layers, input_names, output_names)
+    sizes = [kernels[0].shape[0], *(k.shape[1] for k in kernels)]
+    largest = max(sizes)
+    if largest > max_neurons:
+        raise RunError(
+            f"network has a layer of {largest} neurons; plot --network draws networks of at most "
+            f"{max_neurons} neurons per layer. Received: layer sizes {sizes}"
+        )
+    for index, (k, b) in enumerate(zip(kernels, biases, strict=True)):
+        if not np.all(np.isfinite(k)) or (b is not None and not np.all(np.isfinite(b))):
+            raise RunError(
+                f"layers[{index}] has NaN or infinite weights, so the network cannot be drawn; "
+                "the model has probably diverged (try a lower learning rate). "
+                f"Received: layer sizes {sizes}"
+            )
+
+    from matplotlib.collections import LineCollection
+    from matplotlib.colors import to_rgba
+    from matplotlib.lines import Line2D
+
+    n_columns = len(sizes)
+    ys = [(n - 1) / 2.0 - np.arange(n, dtype=float) for n in sizes]
+    # Up to 10 neurons a column, neurons are big enough to hold their bias; beyond, they shrink.
+    show_bias = largest <= 10
+    per_neuron = 0.62 if show_bias else 0.32
+    height = min(max(per_neuron * largest + 2.2, 4.2), 13.0)
+    width = max(2.4 * (n_columns - 1) + 4.0, 7.0)
+    fig = _new_figure((width, height))
+    ax = fig.add_subplot()
+    ax.set_axis_off()
+    ax.set_xlim(-0.15, n_columns - 1 + 0.15)
+    ax.set_ylim(-largest / 2.0, largest / 2.0)
+
+    # Neuron size in points: about 60 % of the vertical gap between two neurons, capped.
+    axes_height_pt = (height - 1.9) * 72.0
+    gap_pt = axes_height_pt / max(largest, 1)
+    diameter = min(0.6 * gap_pt, 34.0 if show_bias else 24.0)
+
+    # Synapses: one segment per weight, thin and pale ones drawn first.
+    segments, weights = [], []
+    for index, k in enumerate(kernels):
+        y_in, y_out = np.meshgrid(ys[index], ys[index + 1], indexing="ij")
+        seg = np.stack(
+            [
+                np.stack([np.full_like(y_in, index), y_in], axis=-1),
+                np.stack([np.full_like(y_out, index + 1), y_out], axis=-1),
+            ],
+            axis=-2,
+        )
+        segments.append(seg.reshape(-1, 2, 2))
+        weights.append(k.reshape(-1))
+    all_segments = np.concatenate(segments)
+    all_weights = np.concatenate(weights)
+    magnitude = np.abs(all_weights)
+    scale = float(magnitude.max()) or 1.0
+    relative = magnitude / scale
+    n_lines = all_weights.size
+    max_width = 5.0 if n_lines <= 100 else 3.5 if n_lines <= 600 else 2.5
+    order = np.argsort(relative, kind="stable")
+    colors = np.array([to_rgba(_BLUE), to_rgba(_RED)])[(all_weights < 0).astype(int)]
+    colors[:, 3] = 0.25 + 0.75 * relative
+    lines = LineCollection(
+        all_segments[order],
+        linewidths=0.3 + (max_width - 0.3) * relative[order],
+        colors=colors[order],
+        capstyle="round",
+        zorder=1,
+    )
+    ax.add_collection(lines)
+
+    # Neurons.
+    faces = ["#e8e8e8"] + ["white"] * (n_columns - 2) + ["#fff2cc"]
+    for column, (y, face) in enumerate(zip(ys, faces, strict=True)):
+        ax.scatter(np.full_like(y, column), y, s=diameter**2, color=face, edgecolors="black",
+                   linewidths=1.0, zorder=3)  # fmt: skip
+        bias = biases[column - 1] if column > 0 else None
+        if show_bias and bias is not None:
+            for y_value, b in zip(y, bias, strict=True):
+                text = _bias_text(b)
+                ax.text(column, y_value, text, ha="center", va="center",
+                        fontsize=6.5 if len(text) <= 5 else 5.5, zorder=4)  # fmt: skip
+
+    label_offset = diameter / 2.0 + 4.0
+    label_size = 9 if largest <= 16 else 7
+    for y_value, name in zip(ys[0], input_names, strict=True):
+        ax.annotate(_short(name), (0, y_value), xytext=(-label_offset, 0),
+                    textcoords="offset points", ha="right", va="center",
+                    fontsize=label_size)  # fmt: skip
+    for y_value, name in zip(ys[-1], output_names, strict=True):
+        ax.annotate(_short(name), (n_columns - 1, y_value), xytext=(label_offset, 0),
+                    textcoords="offset points", ha="left", va="center",
+                    fontsize=label_size)  # fmt: skip
+
+    # Column headers under the columns.
+    from matplotlib.transforms import blended_transform_factory
+
+    below = blended_transform_factory(ax.transData, ax.transAxes)
+    for column, n in enumerate(sizes):
+        if column == 0:
+            name = "input"
+        elif column == n_columns - 1:
+            name = "output"
+        else:
+            name = f"hidden {column}"
+        ax.text(column, -0.01, f"{name}\n({n})", transform=below, ha="center", va="top",
+                fontsize=9)  # fmt: skip
+
+    handles = [
+        Line2D([], [], color=_BLUE, linewidth=3, label="positive weight"),
+        Line2D([], [], color=_RED, linewidth=3, label="negative weight"),
+    ]
+    legend_title = f"line width ∝ |weight| (widest = {scale:.3g})"
+    if show_bias and any(b is not None for b in biases):
+        legend_title += "\nnumber in a neuron = its bias"
+    fig.legend(handles=handles, loc="outside lower center", ncols=2, fontsize=8,
+               title=legend_title, title_fontsize=8, frameon=False)  # fmt: skip
+    ax.set_title("Network " + " → ".join(str(n) for n in sizes))
+    return _save(fig, path, bbox_inches="tight", pad_inches=0.15)

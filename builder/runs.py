@@ -1,0 +1,218 @@
+"""The run directory: create it, write its files whole, read it back.
+
+```
+runs/<name>/<timestamp>/
+  config.yaml     the resolved config (defaults filled in, data path absolute)
+  model.keras     the trained model (raw features in, target in its own units out)
+  history.csv     loss and metrics per epoch
+  metrics.json    test metrics, baselines (mean predictor, least squares), timings
+  summary.txt     the Keras summary
+  manifest.json   versions, seed, command, data SHA-256, row counts, status
+```
+A run directory is never overwritten, and every file appears whole: written to a temporary name
+in the same folder, then renamed. ``manifest.json`` says ``"status": "running"`` until the run
+has finished.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from builder.config import Config, validate_config
+from builder.errors import ConfigError, RunError
+
+FILES = ("config.yaml", "model.keras", "history.csv", "metrics.json", "summary.txt", "manifest.json")
+
+
+@dataclass
+class Run:
+    """A finished (or loaded) training run."""
+
+    path: Path | None
+    config: Config
+    model: Any
+    history: Any = None  # pandas.DataFrame
+    metrics: dict[str, Any] = field(default_factory=dict)
+    manifest: dict[str, Any] = field(default_factory=dict)
+
+
+def create_run_dir(runs_dir: str | Path, name: str) -> Path:
+    """Make a new, empty run directory ``runs_dir/name/<UTC timestamp>[-N]``.
+
+    ``mkdir`` without ``exist_ok`` is atomic, so two trainings started at the same moment get
+    distinct directories and nothing is ever overwritten.
+    """
+    parent = Path(runs_dir) / name
+    try:
+        parent.mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        raise RunError(f"runs directory {parent} must be writable. Received: {err.strerror}") from None
+    if not os.access(parent, os.W_OK):
+        raise RunError(f"runs directory {parent} must be writable. Received: permission denied")
+    stamp = time.strftime("%Y%m%d-%H%M%S", time.gmtime())
+    for attempt in range(1000):
+        path = parent / (stamp if attempt == 0 else f"{stamp}-{attempt}")
+        try:
+            path.mkdir()
+            return path
+        except FileExistsError:
+            continue
+    raise RunError(f"could not create a new run directory under {parent}")
+
+
+def atomic_write(path: Path, write: Callable[[Path], None]) -> None:
+    """Call ``write(tmp)`` on a temporary path beside ``path``, then rename it into place."""
+    path = Path(path)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}-", suffix=path.suffix, dir=path.parent)
+    os.close(fd)
+    try:
+        write(Path(tmp))
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def write_text(path: Path, text: str) -> None:
+    """Write a text file whole."""
+    atomic_write(path, lambda tmp: tmp.write_text(text, encoding="utf-8"))
+
+
+def write_json(path: Path, data: Any) -> None:
+    """Write a JSON file whole (sorted keys, indented)."""
+    write_text(path, json.dumps(data, indent=2, sort_keys=True, default=_jsonable) + "\n")
+
+
+def _jsonable(value: Any) -> Any:
+    if hasattr(value, "tolist"):
+        return value.tolist()
+    return str(value)
+
+
+def resolved_config(config: Config) -> dict[str, Any]:
+    """The config with defaults filled in and the data path made absolute."""
+    data = config.model_dump(mode="json")
+    path = config.data_path()
+    if path is not None:
+        data["data"]["path"] = str(path.resolve())
+    return data
+
+
+def write_config(path: Path, config: Config) -> None:
+    """Write ``config.yaml`` (the resolved config)."""
+    write_text(path, yaml.safe_dump(resolved_config(config), sort_keys=False))
+
+
+def save_model(path: Path, model: Any) -> None:
+    """Save ``model.keras`` whole (Keras insists on the ``.keras`` suffix, which the temp keeps)."""
+    atomic_write(path, lambda tmp: model.save(tmp))
+
+
+def read_json(path: Path) -> dict[str, Any]:
+    """Read a JSON file of a run, as a RunError when it is missing or broken."""
+    try:
+        return json.loads(Path(path).read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise RunError(f"run directory {path.parent} must contain {path.name}.") from None
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
+        raise RunError(f"{path} must be valid JSON. Received: {err}") from None
+
+
+def load_model_file(path: str | Path) -> Any:
+    """Load a ``.keras`` file safely: builder's layers registered, ``safe_mode=True``.
+
+    ``safe_mode`` refuses Lambda layers and other serialized code instead of running it.
+    """
+    import keras
+
+    import builder.layers  # noqa: F401  registers Threshold before Keras looks it up
+
+    path = Path(path)
+    if not path.exists():
+        raise RunError(f"model file {path} does not exist.")
+    if path.is_dir() or path.suffix != ".keras":
+        raise RunError(f"model file {path} must be a .keras file.")
+    try:
+        return keras.saving.load_model(path, safe_mode=True, compile=False)
+    except Exception as err:  # Keras raises many kinds for a bad file; all mean the same here
+        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        raise RunError(f"{path} could not be loaded as a Keras model: {first[:300]}") from None
+
+
+def load_run(path: str | Path) -> Run:
+    """Load a run directory (or a bare ``model.keras`` file) for inspect, evaluate and predict.
+
+    Args:
+        path: a run directory written by ``builder train``, or a ``.keras`` file inside one.
+
+    Returns:
+        The run, with its config, model, metrics and manifest.
+
+    Raises:
+        RunError: the path is missing, incomplete or not a builder run.
+    """
+    import pandas as pd
+
+    path = Path(path)
+    if not path.exists():
+        raise RunError(f"run {path} does not exist.")
+    run_dir = path if path.is_dir() else path.parent
+    model_path = run_dir / "model.keras" if path.is_dir() else path
+    config_path = run_dir / "config.yaml"
+    if not config_path.exists():
+        raise RunError(
+            f"run directory {run_dir} must contain config.yaml (a run written by builder train)."
+        )
+    try:
+        config = validate_config(
+            yaml.safe_load(config_path.read_text(encoding="utf-8")), source=config_path
+        )
+    except (ConfigError, yaml.YAMLError, UnicodeDecodeError) as err:
+        raise RunError(f"{config_path} is not a valid builder config: {err}") from None
+    if path.is_dir() and not model_path.exists():
+        raise RunError(f"run directory {run_dir} must contain model.keras.")
+    model = load_model_file(model_path)
+    history_path = run_dir / "history.csv"
+    history = pd.read_csv(history_path) if history_path.exists() else None
+    metrics_path = run_dir / "metrics.json"
+    metrics = read_json(metrics_path) if metrics_path.exists() else {}
+    manifest_path = run_dir / "manifest.json"
+    manifest = read_json(manifest_path) if manifest_path.exists() else {}
+    return Run(run_dir, config, model, history, metrics, manifest)
+
+
+def list_runs(runs_dir: str | Path) -> list[dict[str, Any]]:
+    """Past runs under ``runs_dir``, newest first, from their manifests and metrics."""
+    rows = []
+    for manifest_path in Path(runs_dir).glob("*/*/manifest.json"):
+        try:
+            manifest = json.loads(manifest_path.read_text(encoding="utf-8"))
+        except (OSError, json.JSONDecodeError):
+            continue
+        metrics_path = manifest_path.parent / "metrics.json"
+        try:
+            metrics = json.loads(metrics_path.read_text(encoding="utf-8"))
+        except (OSError, json.JSONDecodeError):
+            metrics = {}
+        rows.append(
+            {
+                "path": str(manifest_path.parent),
+                "name": manifest.get("name", manifest_path.parent.parent.name),
+                "started": manifest.get("started", ""),
+                "status": manifest.get("status", "unknown"),
+                "epochs": manifest.get("epochs_run"),
+                "test": metrics.get("test", {}),
+                "baselines": metrics.get("baselines", {}),
+            }
+        )
+    rows.sort(key=lambda row: (row["started"], row["path"]), reverse=True)
+    return rows
