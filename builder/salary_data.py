@@ -229,6 +229,27 @@ def write_salaries(
             block.to_csv(handle, header=False, index=False, lineterminator="\n")
 
 
+SENIORITY_COLUMNS = ("age", "years_worked", "past_salary", "salary", "senior")
+
+
+def seniority_frame(salaries: pd.DataFrame) -> pd.DataFrame:
+    """The binary task of ``configs/senior_classifier.yaml``, derived from the salary data.
+
+    ``senior`` is 1 when ``years_in_industry`` reaches the seniority threshold, the same step the
+    salary formula has; the classifier sees age, years worked and both salaries, not the years
+    in industry themselves, so it must infer seniority from them.
+    """
+    frame = salaries[list(SENIORITY_COLUMNS[:-1])].copy()
+    senior = salaries["years_in_industry"] >= SENIORITY_THRESHOLD_YEARS
+    frame["senior"] = senior.astype("int64")
+    return frame
+
+
+def write_seniority(path: str | os.PathLike[str], rows: int = 2_000, seed: int = DEFAULT_SEED) -> None:
+    """Write ``data/seniority.csv``: the first ``rows`` salary rows as the seniority task."""
+    seniority_frame(generate_salaries(rows, seed)).to_csv(path, index=False, lineterminator="\n")
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Command line entry point: ``python -m builder.salary_data --output data/salaries.csv``.
 
@@ -251,9 +272,17 @@ def main(argv: Sequence[str] | None = None) -> int:
         help="rows generated at a time (part of the data's definition; keep the default)",
     )
     parser.add_argument("--output", required=True, help="destination CSV file")
+    parser.add_argument(
+        "--seniority",
+        action="store_true",
+        help="write the binary seniority task (data/seniority.csv) instead of the salaries",
+    )
     args = parser.parse_args(argv)
     if args.rows < 0 or args.seed < 0 or args.chunk_rows < 1:
         parser.error("--rows and --seed must be >= 0 and --chunk-rows >= 1")
+    if args.seniority:
+        write_seniority(args.output, rows=args.rows, seed=args.seed)
+        return 0
     write_salaries(args.output, rows=args.rows, seed=args.seed, chunk_rows=args.chunk_rows)
     return 0
 

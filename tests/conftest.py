@@ -1,0 +1,76 @@
+"""Shared fixtures: small generated CSVs and configs, so no test needs the network."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import yaml
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "0")
+
+ROOT = Path(__file__).resolve().parent.parent
+CONFIGS = sorted((ROOT / "configs").glob("*.yaml"))
+
+# A known linear truth with awkward column names: spaces, dots, capitals.
+FEATURES = ["Age (years)", "x.dot", "Big Number"]
+TRUE_COEF = np.array([3.0, -2.0, 0.05])
+TRUE_INTERCEPT = 100.0
+TARGET = "Target Value"
+
+
+def make_linear_frame(rows: int = 3000, seed: int = 0, noise: float = 1.0) -> pd.DataFrame:
+    """Rows of ``y = 3 a - 2 b + 0.05 c + 100 + noise`` plus an unused text column."""
+    rng = np.random.default_rng(seed)
+    x = np.column_stack(
+        [rng.uniform(20, 60, rows), rng.normal(0, 5, rows), rng.uniform(1e3, 1e5, rows)]
+    )
+    y = x @ TRUE_COEF + TRUE_INTERCEPT + rng.normal(0, noise, rows)
+    frame = pd.DataFrame(x, columns=FEATURES)
+    frame.insert(1, "comment", [f"row {i}" for i in range(rows)])  # extra column, ignored
+    frame[TARGET] = y
+    return frame
+
+
+def config_dict(data_path: str | None, **training) -> dict:
+    """A no-hidden-layer config for the generated linear data."""
+    return {
+        "name": "linear_test",
+        "data": {"path": data_path, "features": FEATURES, "target": TARGET},
+        "model": {"layers": [], "output": {"units": 1}},
+        "training": {"epochs": 3, "seed": 7, **training},
+    }
+
+
+def write_yaml(path: Path, data: dict) -> Path:
+    """Write a config dict as YAML and return the path."""
+    path.write_text(yaml.safe_dump(data, sort_keys=False), encoding="utf-8")
+    return path
+
+
+@pytest.fixture(scope="session")
+def linear_csv(tmp_path_factory) -> Path:
+    """A CSV with a known linear truth (3,000 rows)."""
+    path = tmp_path_factory.mktemp("data") / "linear data.csv"
+    make_linear_frame().to_csv(path, index=False)
+    return path
+
+
+@pytest.fixture(scope="session")
+def linear_config(tmp_path_factory, linear_csv) -> Path:
+    """A config for ``linear_csv`` (3 epochs: for plumbing tests, not accuracy)."""
+    folder = tmp_path_factory.mktemp("configs")
+    return write_yaml(folder / "linear.yaml", config_dict(str(linear_csv)))
+
+
+@pytest.fixture(scope="session")
+def trained_run(tmp_path_factory, linear_config):
+    """One short training run, shared by the inspect, predict, evaluate and plot tests."""
+    import builder
+
+    runs_dir = tmp_path_factory.mktemp("runs")
+    return builder.train(linear_config, runs_dir=runs_dir)
