@@ -129,20 +129,23 @@ def train(
 
         from builder.training import train as run_training
 
-        with Progress(
+        # The bar appears with the first epoch, so a data error prints as one clean line.
+        bar = Progress(
             TextColumn("[bold]{task.description}"),
             BarColumn(),
             MofNCompleteColumn(),
             TextColumn("{task.fields[logs]}"),
             console=err,
-            transient=False,
-        ) as bar:
-            task = bar.add_task(f"training {cfg.name}", total=None, logs="")
+        )
+        task = bar.add_task(f"training {cfg.name}", total=cfg.training.epochs, logs="")
 
-            def progress(epoch: int, total: int, logs: dict[str, float]) -> None:
-                shown = "  ".join(f"{k} {_fmt(v)}" for k, v in logs.items())
-                bar.update(task, completed=epoch, total=total, logs=shown)
+        def progress(epoch: int, total: int, logs: dict[str, float]) -> None:
+            if epoch == 1:
+                bar.start()
+            shown = "  ".join(f"{k} {_fmt(v)}" for k, v in logs.items())
+            bar.update(task, completed=epoch, total=total, logs=shown)
 
+        try:
             run = run_training(
                 cfg,
                 data=data,
@@ -153,7 +156,11 @@ def train(
                 progress=progress,
                 command=["builder", *sys.argv[1:]],
             )
-        _print(f"{run.metrics['epochs_run']} epochs in {run.metrics['timings']['fit_seconds']:.1f} s")
+        finally:
+            bar.stop()
+        _print(
+            f"{run.metrics['epochs_run']} epochs in {run.metrics['timings']['fit_seconds']:.1f} s"
+        )
         out.print(_metrics_table(run.metrics, title=f"test metrics ({cfg.name})"))
         _print(f"run directory: {run.path}")
 
@@ -349,8 +356,9 @@ def runs(
         _print(f"no runs under {runs_dir}")
         return
     table = Table(title=f"runs in {runs_dir}")
-    for col in ("started", "name", "status", "epochs", "test", "vs least squares", "path"):
-        table.add_column(col)
+    table.add_column("run", no_wrap=True)
+    for col in ("status", "epochs", "test", "vs least squares"):
+        table.add_column(col, justify="left" if col == "status" else "right")
     for row in rows:
         test = row["test"]
         key = "mse" if "r2" in test else "accuracy"
@@ -358,10 +366,8 @@ def runs(
         value = test.get(key)
         ratio = f"{value / lsq:.3f}x" if value is not None and lsq else ""
         shown = f"{key} {_fmt(value)}" if value is not None else ""
-        table.add_row(
-            row["started"], row["name"], row["status"], str(row["epochs"] or ""), shown, ratio,
-            row["path"],
-        )  # fmt: skip
+        run_id = str(Path(row["path"]).relative_to(runs_dir))
+        table.add_row(run_id, row["status"], str(row["epochs"] or ""), shown, ratio)
     out.print(table)
 
 

@@ -666,7 +666,9 @@ def _describe(err: ValidationError, data: Any, node: yaml.Node | None, where: st
             hint += " Known keys: " + ", ".join(allowed) + "."
         message = f"{_format_loc(loc)} {rule}.{hint}"
     elif kind == "literal_error":
-        expected = [s.strip(" '") for s in str(ctx.get("expected", "")).replace(" or ", ",").split(",")]
+        expected = [
+            s.strip(" '") for s in str(ctx.get("expected", "")).replace(" or ", ",").split(",")
+        ]
         hint = _did_you_mean(first.get("input"), expected)
     elif kind in ("union_tag_invalid", "union_tag_not_found"):
         hint = _did_you_mean(ctx.get("tag"), LAYER_TYPES)

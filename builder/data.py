@@ -181,7 +181,9 @@ def _handle_missing(frame: pd.DataFrame, path: Path, policy: str) -> pd.DataFram
     if policy == "drop":
         frame = frame.dropna().reset_index(drop=True)
         if len(frame) == 0:
-            raise DataError(f"{path}: every row has an empty cell, so data.missing=drop leaves none.")
+            raise DataError(
+                f"{path}: every row has an empty cell, so data.missing=drop leaves none."
+            )
     return frame
 
 

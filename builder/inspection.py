@@ -68,7 +68,7 @@ def raw_equation(model: Any, features: list[str]) -> tuple[dict[str, float], flo
     The model computes ``y = ((x - m) / s) @ w + b`` then ``y * scale + offset``; expanding gives
     ``y = x @ (w * scale / s) + (b - (m / s) @ w) * scale + offset``.
     """
-    (_, kernel, bias), = _dense_weights(model)
+    ((_, kernel, bias),) = _dense_weights(model)
     w = kernel[:, 0]
     b = float(bias[0]) if bias is not None else 0.0
     norm = _normalization(model)

@@ -70,15 +70,11 @@ def _layer(spec, name: str) -> list[keras.layers.Layer]:
         return [keras.layers.Dropout(spec.rate, name=name)]
     if isinstance(spec, BatchNormalizationLayer):
         return [
-            keras.layers.BatchNormalization(
-                momentum=spec.momentum, epsilon=spec.epsilon, name=name
-            )
+            keras.layers.BatchNormalization(momentum=spec.momentum, epsilon=spec.epsilon, name=name)
         ]
     if isinstance(spec, ThresholdLayer):
         return [
-            Threshold(
-                threshold=spec.threshold, gradient=spec.gradient, slope=spec.slope, name=name
-            )
+            Threshold(threshold=spec.threshold, gradient=spec.gradient, slope=spec.slope, name=name)
         ]
     if isinstance(spec, ActivationLayer):
         if spec.activation == "threshold":

@@ -30,7 +30,14 @@ import yaml
 from builder.config import Config, validate_config
 from builder.errors import ConfigError, RunError
 
-FILES = ("config.yaml", "model.keras", "history.csv", "metrics.json", "summary.txt", "manifest.json")
+FILES = (
+    "config.yaml",
+    "model.keras",
+    "history.csv",
+    "metrics.json",
+    "summary.txt",
+    "manifest.json",
+)
 
 
 @dataclass
@@ -55,7 +62,9 @@ def create_run_dir(runs_dir: str | Path, name: str) -> Path:
     try:
         parent.mkdir(parents=True, exist_ok=True)
     except OSError as err:
-        raise RunError(f"runs directory {parent} must be writable. Received: {err.strerror}") from None
+        raise RunError(
+            f"runs directory {parent} must be writable. Received: {err.strerror}"
+        ) from None
     if not os.access(parent, os.W_OK):
         raise RunError(f"runs directory {parent} must be writable. Received: permission denied")
     stamp = time.strftime("%Y%m%d-%H%M%S", time.gmtime())

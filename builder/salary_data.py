@@ -245,7 +245,9 @@ def seniority_frame(salaries: pd.DataFrame) -> pd.DataFrame:
     return frame
 
 
-def write_seniority(path: str | os.PathLike[str], rows: int = 2_000, seed: int = DEFAULT_SEED) -> None:
+def write_seniority(
+    path: str | os.PathLike[str], rows: int = 2_000, seed: int = DEFAULT_SEED
+) -> None:
     """Write ``data/seniority.csv``: the first ``rows`` salary rows as the seniority task."""
     seniority_frame(generate_salaries(rows, seed)).to_csv(path, index=False, lineterminator="\n")
 
