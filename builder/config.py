@@ -230,6 +230,10 @@ class DataConfig(_Strict):
     missing: Literal["error", "drop", "mean"] = Field(
         "error", description="Empty cells: an error, drop the row, or fill with the training mean."
     )
+    streaming: bool | Literal["auto"] = Field(
+        "auto",
+        description="Read the CSV in chunks through tf.data, never whole; auto: above a size limit.",
+    )
 
     @field_validator("features")
     @classmethod
@@ -282,6 +286,11 @@ class TrainingConfig(_Strict):
     batch_size: Annotated[int, Field(gt=0, le=1_000_000)] = 256
     steps_per_execution: Annotated[int, Field(gt=0, le=10_000)] = 32
     early_stopping: EarlyStoppingConfig | None = Field(default_factory=EarlyStoppingConfig)
+    distribution: Literal["none", "mirrored", "multi_worker"] = Field(
+        "none",
+        description="tf.distribute strategy: mirrored (devices of one machine) or multi_worker "
+        "(machines named by TF_CONFIG). batch_size is the global batch.",
+    )
     target_scaling: Literal["zscore", "none"] = Field(
         "zscore",
         description="Regression: standardize the target for training; the model un-scales it.",
