@@ -31,6 +31,9 @@ app = typer.Typer(
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
+    # Plain click help: typer's rich help imports rich.markdown and markdown-it (~0.25 s), which
+    # would put `builder --help` over its 0.5 s budget (bench/README.md, command latency).
+    rich_markup_mode=None,
 )
 out = Console(soft_wrap=True)
 err = Console(stderr=True, soft_wrap=True)
@@ -80,6 +83,8 @@ def validate(
     for path in configs:
         try:
             config = load_config(path)
+            if config.data.path is not None:
+                config.check_data_path()
         except ConfigError as error:
             failed += 1
             err.print(f"invalid: {error}", markup=False, highlight=False)

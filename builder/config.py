@@ -232,7 +232,7 @@ class DataConfig(_Strict):
     )
     streaming: bool | Literal["auto"] = Field(
         "auto",
-        description="Read the CSV in chunks through tf.data, never whole; auto: above a size limit.",
+        description="Read the CSV in chunks through tf.data, never whole; auto: above a size.",
     )
 
     @field_validator("features")
@@ -310,6 +310,7 @@ class Config(_Strict):
     training: TrainingConfig = Field(default_factory=TrainingConfig)
 
     _source: Path | None = PrivateAttr(default=None)
+    _node: Any = PrivateAttr(default=None)
 
     @model_validator(mode="after")
     def _resolve_task_and_check_size(self) -> Config:
@@ -333,6 +334,35 @@ class Config(_Strict):
     def source(self) -> Path | None:
         """The file this config was read from, if any."""
         return self._source
+
+    def where(self, *loc: str | int) -> str:
+        """`` (file, line N)`` for a key path, to end a message about this config."""
+        if self._source is None:
+            return ""
+        line = _line(self._node, loc, key_line=False) if self._node is not None else None
+        return f" ({self._source}, line {line})" if line else f" ({self._source})"
+
+    def check_data_path(self) -> Path:
+        """The resolved CSV path, checked to be an existing file.
+
+        Raises:
+            ConfigError: no path is given, or it is missing or a directory.
+        """
+        path = self.data_path()
+        if path is None:
+            raise ConfigError(
+                f"data.path is required to read data (or pass --data CSV){self.where('data')}"
+            )
+        if not path.exists():
+            rule = "must name an existing file"
+        elif path.is_dir():
+            rule = "must name a file, not a directory"
+        else:
+            return path
+        raise ConfigError(
+            f"data.path {rule}. Received: path={self.data.path!r}, resolved to {path}"
+            f"{self.where('data', 'path')}"
+        )
 
     def data_path(self) -> Path | None:
         """The CSV path, resolved relative to the config file."""
@@ -414,6 +444,7 @@ def validate_config(
         raise ConfigError(_describe(err, data, node, where)) from None
     if source is not None:
         config._source = Path(source)
+    config._node = node
     return config
 
 
@@ -440,7 +471,10 @@ def _read_yaml(text: str, where: str) -> tuple[Any, yaml.Node | None]:
         ) from None
     except yaml.MarkedYAMLError as err:
         problem = (err.problem or "syntax error").strip()
-        raise ConfigError(f"{where} is not valid YAML: {problem}{_at(err.problem_mark)}") from None
+        context = f"; {err.context.strip()}{_at(err.context_mark)}" if err.context else ""
+        raise ConfigError(
+            f"{where} is not valid YAML: {problem}{_at(err.problem_mark)}{context}"
+        ) from None
     except yaml.YAMLError as err:
         raise ConfigError(f"{where} is not valid YAML: {err}") from None
     finally:
@@ -473,7 +507,7 @@ def _check_nodes(root: yaml.Node, where: str) -> None:
                     if k.value in seen:
                         raise ConfigError(
                             f"{where}: key '{k.value}' appears twice in one mapping "
-                            f"(lines {seen[k.value]} and {k.start_mark.line + 1})"
+                            f"(line {k.start_mark.line + 1}; first on line {seen[k.value]})"
                         )
                     seen[k.value] = k.start_mark.line + 1
                 total += size(k) + size(v)
@@ -658,7 +692,8 @@ def _model_of(annotation: Any) -> Any:
 
 def _describe(err: ValidationError, data: Any, node: yaml.Node | None, where: str) -> str:
     errors = err.errors(include_url=False)
-    # Report the error a user should fix first: the one highest in the file.
+    # A misspelt key also makes the real one "missing": report the misspelling, it is the cause.
+    errors.sort(key=lambda e: e["type"] != "extra_forbidden")
     first = errors[0]
     loc = _clean_loc(tuple(first["loc"]), data)
     ctx = first.get("ctx") or {}

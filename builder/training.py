@@ -21,7 +21,6 @@ from builder import data as data_mod
 from builder import metrics as metrics_mod
 from builder import runs
 from builder.config import Config, load_config, validate_config
-from builder.errors import ConfigError
 
 ProgressFn = Callable[[int, int, dict[str, float]], None]
 
@@ -41,7 +40,16 @@ def with_overrides(
         raw["training"]["epochs"] = epochs
     if seed is not None:
         raw["training"]["seed"] = seed
-    return validate_config(raw, source=config.source)
+    if data is not None:
+        path = Path(data)
+        if not path.exists() or path.is_dir():
+            from builder.errors import DataError
+
+            rule = "must name an existing file" if not path.exists() else "must name a file"
+            raise DataError(f"--data {rule}. Received: {data}")
+    updated = validate_config(raw, source=config.source)
+    updated._node = None if data is not None else config._node
+    return updated
 
 
 def compile_model(model: Any, config: Config, steps_per_epoch: int) -> None:
@@ -189,9 +197,7 @@ def train(
     if not isinstance(config, Config):
         config = load_config(config)
     config = with_overrides(config, data=data, epochs=epochs, seed=seed)
-    data_path = config.data_path()
-    if data_path is None:
-        raise ConfigError("data.path is required to train (or pass --data CSV).")
+    data_path = config.check_data_path()
     started = time.time()
     split = config.data.split
     splits = data_mod.load_splits(
