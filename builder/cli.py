@@ -145,7 +145,7 @@ def train(
         task = bar.add_task(f"training {cfg.name}", total=cfg.training.epochs, logs="")
 
         def progress(epoch: int, total: int, logs: dict[str, float]) -> None:
-            if epoch == 1:
+            if not bar.live.is_started:
                 bar.start()
             shown = "  ".join(f"{k} {_fmt(v)}" for k, v in logs.items())
             bar.update(task, completed=epoch, total=total, logs=shown)
@@ -162,7 +162,8 @@ def train(
                 command=["builder", *sys.argv[1:]],
             )
         finally:
-            bar.stop()
+            if bar.live.is_started:
+                bar.stop()
         _print(
             f"{run.metrics['epochs_run']} epochs in {run.metrics['timings']['fit_seconds']:.1f} s"
         )

@@ -86,8 +86,8 @@ def read_columns(
         path: the CSV file (UTF-8, comma-separated, header row; BOM and CRLF are fine).
         columns: columns that must exist; other columns are ignored.
         optional: columns read when present (e.g. the target for ``predict``).
-        missing: ``error`` (empty cells are an error), ``drop`` (drop those rows) or ``mean``
-            (leave NaN for the caller to fill from training statistics).
+        missing: ``error`` makes empty cells an error; ``drop`` and ``mean`` leave them as NaN
+            for the caller to drop or fill (from training statistics).
 
     Returns:
         A float64 frame with the requested columns, in the order asked, and the file's row order.
@@ -114,9 +114,9 @@ def read_columns(
         raise DataError(_absent_message(path, absent[0], header))
 
     try:
+        # No usecols: with it pandas silently accepts rows with too many fields.
         frame = pd.read_csv(
             path,
-            usecols=wanted,
             encoding="utf-8-sig",
             skipinitialspace=True,
             keep_default_na=False,
@@ -173,21 +173,18 @@ def _handle_missing(frame: pd.DataFrame, path: Path, policy: str) -> pd.DataFram
         name = next(c for c in frame.columns if empty[c].any())
         rows = np.flatnonzero(empty[name].to_numpy())
         lines = ", ".join(str(r + 2) for r in rows[:5]) + (" ..." if len(rows) > 5 else "")
+        lines = ("lines " if len(rows) > 1 else "line ") + lines
         raise DataError(
             f"{path}: column '{name}' must have no empty or NaN cells "
             f"(set data.missing to drop or mean to allow them). "
-            f"Received: {len(rows)} empty on lines {lines}"
+            f"Received: {len(rows)} empty on {lines}"
         )
-    if policy == "drop":
-        frame = frame.dropna().reset_index(drop=True)
-        if len(frame) == 0:
-            raise DataError(
-                f"{path}: every row has an empty cell, so data.missing=drop leaves none."
-            )
-    return frame
+    return frame  # drop and mean are applied by load_splits, which records what they did
 
 
-def split_rows(n: int, validation: float, test: float, seed: int) -> dict[str, np.ndarray]:
+def split_rows(
+    n: int, validation: float, test: float, seed: int, where: str = "the data"
+) -> dict[str, np.ndarray]:
     """Seeded random split of row indices; each part keeps the file's row order.
 
     Raises:
@@ -202,7 +199,7 @@ def split_rows(n: int, validation: float, test: float, seed: int) -> dict[str, n
     n_train = n - n_test - n_val
     if n_train < 2:
         raise DataError(
-            f"the data must have enough rows for the splits (at least 2 training rows). "
+            f"{where} must have enough rows for the splits (at least 2 training rows). "
             f"Received: {n} rows, validation={validation}, test={test}"
         )
     order = np.random.default_rng(seed).permutation(n)
@@ -232,10 +229,14 @@ def load_splits(
     path = Path(path)
     frame = read_columns(path, [*features, target], missing=missing)
     total = len(frame)
-    if missing == "mean":
-        frame = frame[frame[target].notna()].reset_index(drop=True)
-    dropped = total - len(frame) if missing == "mean" else 0
-    parts = split_rows(len(frame), validation, test, seed)
+    # "mean" fills features only: a row without a target has nothing to learn from.
+    keep = frame.notna().all(axis=1) if missing == "drop" else frame[target].notna()
+    frame = frame[keep].reset_index(drop=True)
+    if len(frame) == 0:
+        raise DataError(
+            f"{path}: every row has an empty cell, so data.missing={missing} leaves none."
+        )
+    parts = split_rows(len(frame), validation, test, seed, where=str(path))
     x = frame[list(features)].to_numpy(dtype=np.float64)
     y = frame[target].to_numpy(dtype=np.float64)
     filled = 0
@@ -265,7 +266,7 @@ def load_splits(
         features=tuple(features),
         target=target,
         sha256=file_sha256(path),
-        dropped_rows=(total - len(frame)) if missing == "drop" else dropped,
+        dropped_rows=total - len(frame),
         filled_cells=filled,
     )
 

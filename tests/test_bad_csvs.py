@@ -1,0 +1,138 @@
+"""The corpus of bad and unusual CSVs in tests/bad_csvs: each one's expected outcome."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+from typer.testing import CliRunner
+
+import builder
+from builder.cli import app
+from builder.data import load_splits
+from builder.errors import DataError
+from tests.conftest import write_yaml
+
+FOLDER = Path(__file__).parent / "bad_csvs"
+FEATURES = ["age", "years_worked"]
+TARGET = "salary"
+
+# file -> fragments the one-line error must contain
+REJECTED = {
+    "empty.csv": ["is empty"],
+    "header_only.csv": ["has a header but no data rows"],
+    "missing_feature.csv": ["must have a column 'age'", "Did you mean 'agee'?",
+                            "Received columns: agee, years_worked, salary"],
+    "missing_target.csv": ["must have a column 'salary'", "Received columns: age, years_worked, pay"],
+    "non_numeric.csv": ["column 'age' must be numeric", "Received: 'abc' on line 4"],
+    "empty_cells.csv": ["column 'years_worked' must have no empty or NaN cells",
+                        "data.missing", "Received: 2 empty on lines 3, 5"],
+    "nan_values.csv": ["column 'years_worked' must have no empty or NaN cells", "on line 6"],
+    "infinite.csv": ["column 'years_worked' must be finite", "Received: inf on line 3"],
+    "duplicate_columns.csv": ["column names must be unique", "Received: 'age' twice"],
+    "semicolon.csv": ["must have a column 'age'", "looks ';'-separated"],
+    "too_few_rows.csv": ["must have enough rows for the splits", "Received: 3 rows"],
+    "constant_target.csv": ["target column 'salary' must vary", "Received: every value 50000"],
+    "ragged_row.csv": ["could not be read as CSV", "line 4"],
+    "latin1.csv": ["must be a UTF-8 CSV file"],
+    "binary.csv": ["must be a UTF-8 CSV file"],
+    "all_rows_empty_target.csv": ["column 'salary' must have no empty or NaN cells",
+                                  "Received: 20 empty"],
+}  # fmt: skip
+ACCEPTED = {  # file -> rows read
+    "utf8_bom.csv": 20,
+    "crlf.csv": 20,
+    "quoted_numbers.csv": 20,
+    "extra_columns.csv": 20,
+    "scientific.csv": 20,
+    "spaces_around.csv": 20,
+    "no_trailing_newline.csv": 20,
+    "blank_lines.csv": 20,
+    "constant_feature.csv": 20,
+}
+
+
+def _load(name: str, **kwargs):
+    return load_splits(
+        FOLDER / name, FEATURES, TARGET, validation=0.15, test=0.15, seed=1, **kwargs
+    )
+
+
+def test_corpus_is_complete():
+    on_disk = {p.name for p in FOLDER.glob("*.csv")}
+    assert on_disk == set(REJECTED) | set(ACCEPTED)
+    assert len(on_disk) >= 20
+
+
+@pytest.mark.parametrize("name", sorted(REJECTED))
+def test_rejected(name):
+    with pytest.raises(DataError) as info:
+        _load(name)
+    message = str(info.value)
+    assert "\n" not in message and name in message, message
+    for fragment in REJECTED[name]:
+        assert fragment in message, message
+
+
+@pytest.mark.parametrize("name", sorted(ACCEPTED))
+def test_accepted(name):
+    splits = _load(name)
+    assert sum(splits.counts().values()) == ACCEPTED[name]
+    assert np.isfinite(splits.train.x).all() and np.isfinite(splits.train.y).all()
+
+
+def test_accepted_values_are_read_exactly():
+    plain = _load("crlf.csv")
+    for name in ("utf8_bom.csv", "quoted_numbers.csv", "extra_columns.csv", "spaces_around.csv"):
+        other = _load(name)
+        np.testing.assert_array_equal(other.train.x, plain.train.x)
+        np.testing.assert_array_equal(other.test.y, plain.test.y)
+
+
+def test_missing_drop_and_mean_are_recorded(tmp_path):
+    dropped = _load("empty_cells.csv", missing="drop")
+    assert sum(dropped.counts().values()) == 18 and dropped.dropped_rows == 2
+    filled = _load("empty_cells.csv", missing="mean")
+    assert sum(filled.counts().values()) == 20 and filled.filled_cells == 2
+    config = {
+        "name": "holes",
+        "data": {"path": str(FOLDER / "empty_cells.csv"), "features": FEATURES,
+                 "target": TARGET, "missing": "mean"},
+        "training": {"epochs": 1},
+    }  # fmt: skip
+    run = builder.train(write_yaml(tmp_path / "c.yaml", config), runs_dir=tmp_path / "runs")
+    manifest = json.loads((run.path / "manifest.json").read_text())
+    assert manifest["data"]["missing"] == "mean" and manifest["data"]["filled_cells"] == 2
+
+
+def test_constant_feature_trains_without_dividing_by_zero(tmp_path):
+    config = {
+        "name": "const",
+        "data": {"path": str(FOLDER / "constant_feature.csv"), "features": FEATURES,
+                 "target": TARGET},
+        "training": {"epochs": 2},
+    }  # fmt: skip
+    run = builder.train(write_yaml(tmp_path / "c.yaml", config), runs_dir=tmp_path / "runs")
+    assert all(np.isfinite(v) for v in run.metrics["test"].values())
+    weights = np.concatenate([w.ravel() for w in run.model.get_weights()])
+    assert np.isfinite(weights).all()
+
+
+def test_classification_target_must_be_binary():
+    with pytest.raises(DataError, match="must hold 0 and 1 for classification"):
+        _load("crlf.csv", classification=True)
+
+
+def test_cli_reports_a_bad_csv_in_one_line(tmp_path):
+    config = {
+        "name": "bad",
+        "data": {"path": str(FOLDER / "non_numeric.csv"), "features": FEATURES, "target": TARGET},
+    }
+    path = write_yaml(tmp_path / "c.yaml", config)
+    result = CliRunner().invoke(app, ["train", str(path), "--runs-dir", str(tmp_path / "r")])
+    assert result.exit_code == 2
+    assert result.output.count("\n") == 1 and "Traceback" not in result.output
+    assert "column 'age' must be numeric. Received: 'abc' on line 4" in result.output
+    assert not (tmp_path / "r").exists()
