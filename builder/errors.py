@@ -23,3 +23,7 @@ class DataError(BuilderError):
 
 class RunError(BuilderError):
     """A run directory or model file is missing, incomplete, or not a builder model."""
+
+
+class Interrupted(BuilderError):
+    """Training was stopped by the user (Ctrl-C) after saving a checkpoint; exit code 130."""

@@ -157,6 +157,21 @@ def load_model_file(path: str | Path) -> Any:
         raise RunError(f"{path} could not be loaded as a Keras model: {first[:300]}") from None
 
 
+def load_run_config(run_dir: Path) -> Config:
+    """The resolved config a run recorded, as a RunError when missing or broken."""
+    config_path = Path(run_dir) / "config.yaml"
+    if not config_path.exists():
+        raise RunError(
+            f"run directory {run_dir} must contain config.yaml (a run written by builder train)."
+        )
+    try:
+        return validate_config(
+            yaml.safe_load(config_path.read_text(encoding="utf-8")), source=config_path
+        )
+    except (ConfigError, yaml.YAMLError, UnicodeDecodeError) as err:
+        raise RunError(f"{config_path} is not a valid builder config: {err}") from None
+
+
 def load_run(path: str | Path) -> Run:
     """Load a run directory (or a bare ``model.keras`` file) for inspect, evaluate and predict.
 
@@ -174,22 +189,20 @@ def load_run(path: str | Path) -> Run:
     path = Path(path)
     if not path.exists():
         raise RunError(f"run {path} does not exist.")
-    run_dir = path if path.is_dir() else path.parent
-    model_path = run_dir / "model.keras" if path.is_dir() else path
-    config_path = run_dir / "config.yaml"
-    if not config_path.exists():
-        raise RunError(
-            f"run directory {run_dir} must contain config.yaml (a run written by builder train)."
-        )
-    try:
-        config = validate_config(
-            yaml.safe_load(config_path.read_text(encoding="utf-8")), source=config_path
-        )
-    except (ConfigError, yaml.YAMLError, UnicodeDecodeError) as err:
-        raise RunError(f"{config_path} is not a valid builder config: {err}") from None
-    if path.is_dir() and not model_path.exists():
-        raise RunError(f"run directory {run_dir} must contain model.keras.")
-    model = load_model_file(model_path)
+    if path.is_file():
+        # A bare model file: check the file first; its run's config is optional.
+        run_dir = path.parent
+        model = load_model_file(path)
+        if (run_dir / "config.yaml").exists():
+            config = load_run_config(run_dir)
+        else:
+            return Run(None, _standalone_config(model, path), model)
+    else:
+        run_dir = path
+        config = load_run_config(run_dir)
+        if not (run_dir / "model.keras").exists():
+            raise RunError(f"run directory {run_dir} must contain model.keras.")
+        model = load_model_file(run_dir / "model.keras")
     history_path = run_dir / "history.csv"
     history = pd.read_csv(history_path) if history_path.exists() else None
     metrics_path = run_dir / "metrics.json"
@@ -197,6 +210,21 @@ def load_run(path: str | Path) -> Run:
     manifest_path = run_dir / "manifest.json"
     manifest = read_json(manifest_path) if manifest_path.exists() else {}
     return Run(run_dir, config, model, history, metrics, manifest)
+
+
+def _standalone_config(model: Any, path: Path) -> Config:
+    """A config describing a model file found outside a run: inputs named x1..xn, target y."""
+    import re
+
+    width = int(model.inputs[0].shape[-1])
+    name = re.sub(r"[^A-Za-z0-9_.-]", "_", path.stem) or "model"
+    return validate_config(
+        {
+            "name": name,
+            "data": {"features": [f"x{i + 1}" for i in range(width)], "target": "y"},
+            "model": {"layers": [], "output": {"units": 1}},
+        }
+    )
 
 
 def list_runs(runs_dir: str | Path) -> list[dict[str, Any]]:
