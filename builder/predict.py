@@ -85,7 +85,12 @@ def test_split_predictions(run: Run) -> tuple[np.ndarray, np.ndarray]:
 
     config = run.config
     path = config.data_path()
-    if path is None or not path.exists():
+    if path is None:
+        raise DataError(
+            "a model file outside a run directory has no test split to plot; "
+            "use plot --network, or evaluate --data CSV."
+        )
+    if not path.exists():
         raise DataError(f"the run's data file {path} no longer exists.")
     split = config.data.split
     splits = data_mod.load_splits(
