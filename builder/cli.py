@@ -16,14 +16,15 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
-from rich.console import Console
-from rich.table import Table
 
 from builder.errors import BuilderError
 
 # Quiet TensorFlow's C++ logging and the oneDNN banner before anything imports it.
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "0")
+# builder's config needs no pydantic plugins; looking for them scans every installed package's
+# entry points (~20-40 ms of the 0.5 s that `validate` and `schema` may take).
+os.environ.setdefault("PYDANTIC_DISABLE_PLUGINS", "__all__")
 
 app = typer.Typer(
     name="builder",
@@ -35,8 +36,47 @@ app = typer.Typer(
     # would put `builder --help` over its 0.5 s budget (bench/README.md, command latency).
     rich_markup_mode=None,
 )
-out = Console(soft_wrap=True)
-err = Console(stderr=True, soft_wrap=True)
+
+
+class _Console:
+    """A rich ``Console`` made on first use; plain one-line messages bypass rich entirely.
+
+    Importing rich costs ~0.1 s, a fifth of the 0.5 s that ``validate``, ``schema`` and
+    ``--help`` may take (bench/README.md, command latency); they print only plain lines.
+    """
+
+    def __init__(self, stderr: bool = False) -> None:
+        self._stderr = stderr
+        self._console: Any = None
+
+    @property
+    def rich(self) -> Any:
+        """The ``rich.console.Console`` itself."""
+        if self._console is None:
+            from rich.console import Console
+
+            self._console = Console(stderr=self._stderr, soft_wrap=True)
+        return self._console
+
+    def print(self, *objects: Any, markup: Any = None, highlight: Any = None, **kwargs: Any):
+        """``Console.print``; text with markup and highlighting off is written as it is."""
+        plain = markup is False and highlight is False and not kwargs
+        if plain and all(isinstance(o, str) for o in objects):
+            stream = sys.stderr if self._stderr else sys.stdout
+            stream.write(" ".join(objects) + "\n")
+            return
+        self.rich.print(*objects, markup=markup, highlight=highlight, **kwargs)
+
+
+def Table(*args: Any, **kwargs: Any) -> Any:  # noqa: N802  (stands in for rich's class)
+    """``rich.table.Table``, imported on first use (see ``_Console``)."""
+    from rich.table import Table as RichTable
+
+    return RichTable(*args, **kwargs)
+
+
+out = _Console()
+err = _Console(stderr=True)
 _state = {"debug": False}
 
 
@@ -50,8 +90,13 @@ def _main(
 @contextlib.contextmanager
 def _errors():
     """The error boundary: a user's mistake is one line and exit 2, never a traceback."""
+    from builder.errors import Interrupted
+
     try:
         yield
+    except Interrupted as error:
+        err.print(f"interrupted: {error}", markup=False, highlight=False)
+        raise typer.Exit(130) from None
     except BuilderError as error:
         if _state["debug"]:
             raise
@@ -109,6 +154,9 @@ def build(config: ConfigArg) -> None:
         from builder.config import load_config
 
         cfg = load_config(config)
+        from builder.search import require_values
+
+        require_values(cfg, "builder build")
         from builder.model import build_model, summary_text
 
         _print(summary_text(build_model(cfg)))
@@ -116,7 +164,12 @@ def build(config: ConfigArg) -> None:
 
 @app.command()
 def train(
-    config: ConfigArg,
+    config: Annotated[
+        Path | None, typer.Argument(help="A config file (YAML or JSON).", show_default=False)
+    ] = None,
+    resume: Annotated[
+        Path | None, typer.Option(help="Continue an interrupted run directory instead.")
+    ] = None,
     data: Annotated[Path | None, typer.Option(help="CSV to train on instead of data.path.")] = None,
     epochs: Annotated[int | None, typer.Option(min=1, help="Override training.epochs.")] = None,
     seed: Annotated[int | None, typer.Option(help="Override training.seed.")] = None,
@@ -128,10 +181,22 @@ def train(
     """Train on the CSV and write a run directory; compare with two baselines."""
     with _errors():
         from builder.config import load_config
+        from builder.errors import ConfigError
 
-        cfg = load_config(config)  # fail fast on a bad config, before TensorFlow loads
+        if (config is None) == (resume is None):
+            raise ConfigError("train needs a CONFIG file or --resume RUN (one of them).")
+        if resume is not None:
+            from builder.runs import load_run_config
+
+            cfg = load_run_config(resume)
+        else:
+            cfg = load_config(config)  # fail fast on a bad config, before TensorFlow loads
+            from builder.search import require_values
+
+            require_values(cfg, "builder train")
         from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 
+        from builder.training import resume as resume_training
         from builder.training import train as run_training
 
         # The bar appears with the first epoch, so a data error prints as one clean line.
@@ -140,7 +205,7 @@ def train(
             BarColumn(),
             MofNCompleteColumn(),
             TextColumn("{task.fields[logs]}"),
-            console=err,
+            console=err.rich,
         )
         task = bar.add_task(f"training {cfg.name}", total=cfg.training.epochs, logs="")
 
@@ -151,16 +216,19 @@ def train(
             bar.update(task, completed=epoch, total=total, logs=shown)
 
         try:
-            run = run_training(
-                cfg,
-                data=data,
-                epochs=epochs,
-                seed=seed,
-                runs_dir=runs_dir,
-                tensorboard=tensorboard,
-                progress=progress,
-                command=["builder", *sys.argv[1:]],
-            )
+            if resume is not None:
+                run = resume_training(resume, progress=progress, command=_command())
+            else:
+                run = run_training(
+                    cfg,
+                    data=data,
+                    epochs=epochs,
+                    seed=seed,
+                    runs_dir=runs_dir,
+                    tensorboard=tensorboard,
+                    progress=progress,
+                    command=_command(),
+                )
         finally:
             if bar.live.is_started:
                 bar.stop()
@@ -168,7 +236,98 @@ def train(
             f"{run.metrics['epochs_run']} epochs in {run.metrics['timings']['fit_seconds']:.1f} s"
         )
         out.print(_metrics_table(run.metrics, title=f"test metrics ({cfg.name})"))
-        _print(f"run directory: {run.path}")
+        if run.path is None:  # a multi_worker worker other than the chief
+            _print("run directory: none on this worker (the chief writes it)")
+        else:
+            _print(f"run directory: {run.path}")
+
+
+@app.command()
+def tune(
+    config: ConfigArg,
+    runs_dir: Annotated[Path, typer.Option(help="Where run directories go.")] = Path("runs"),
+    max_trials: Annotated[int | None, typer.Option(min=1, help="Override tune.max_trials.")] = None,
+) -> None:
+    """Search the config's search spaces with Keras Tuner; write results and best.yaml."""
+    with _errors():
+        from builder.config import load_config
+        from builder.search import TuneConfig, require_tunable
+
+        cfg = load_config(config)  # fail fast, before TensorFlow loads
+        require_tunable(cfg)
+        settings = cfg.tune or TuneConfig()
+        objective = settings.objective
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
+
+        from builder.tuning import tune as run_tune
+
+        bar = Progress(
+            TextColumn("[bold]{task.description}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TextColumn("{task.fields[info]}"),
+            console=err.rich,
+        )
+        trials = bar.add_task("trials", total=max_trials or settings.max_trials, info="")
+        epochs = bar.add_task("trial", total=1, info="", visible=False)
+
+        def progress(event) -> None:
+            if not bar.live.is_started:
+                bar.start()
+            if event.kind == "trial_start":
+                bar.update(epochs, description=f"trial {event.trial}", completed=0, visible=True)
+            elif event.kind == "epoch":
+                shown = f"{objective} {_fmt(event.logs.get(objective, float('nan')))}"
+                bar.update(epochs, completed=event.epoch, total=event.epochs, info=shown)
+            else:
+                values = "  ".join(f"{_short(k)}={_fmt(v)}" for k, v in event.values.items())
+                score = "failed" if event.score is None else f"{objective} {_fmt(event.score)}"
+                bar.console.print(f"trial {event.trial}: {score}  {values}", markup=False)
+                best = "" if event.best is None else f"best {objective} {_fmt(event.best)}"
+                bar.update(trials, completed=event.number, info=best)
+
+        try:
+            result = run_tune(
+                cfg,
+                runs_dir=runs_dir,
+                max_trials=max_trials,
+                progress=progress,
+                command=_command(),
+            )
+        finally:
+            if bar.live.is_started:
+                bar.stop()
+        out.print(_results_table(result))
+        _print(f"best trial: {result.best['trial']} ({objective} {_fmt(result.best[objective])})")
+        _print(f"best config: {result.best_config}")
+        _print(f"run directory: {result.path}")
+        _print(f"train it: builder train {result.best_config}")
+
+
+def _short(name: str) -> str:
+    for prefix in ("training.optimizer.", "training.", "model."):
+        name = name.removeprefix(prefix)
+    return name
+
+
+def _results_table(result: Any, limit: int = 10) -> Table:
+    """The best trials first; a blank cell is a hyperparameter the trial did not use."""
+    objective = result.objective
+    done = [r for r in result.rows if r[objective] is not None]
+    done.sort(key=lambda r: r[objective], reverse=result.direction == "max")
+    shown = done[:limit]
+    table = Table(title=f"best {len(shown)} of {len(result.rows)} trials ({objective})")
+    names = [c for c in result.columns if c not in ("status", "epochs", "seconds")]
+    for name in names:
+        justify = "left" if name == "trial" else "right"
+        table.add_column(_short(name), justify=justify, overflow="fold")
+    for row in shown:
+        table.add_row(*["" if row.get(n) is None else _fmt(row[n]) for n in names])
+    return table
+
+
+def _command() -> list[str]:
+    return ["builder", *sys.argv[1:]]
 
 
 def _fmt(value: Any) -> str:
@@ -279,8 +438,13 @@ def predict(
 
         if output is not None and output.exists() and not force:
             raise RunError(f"--output {output} already exists; pass --force to overwrite it.")
-        if output is not None and not os.access(output.parent.resolve(), os.W_OK):
-            raise RunError(f"--output {output} must be in a writable directory.")
+        if output is not None:
+            parent = output.parent.resolve()
+            if not parent.is_dir() or not os.access(parent, os.W_OK):
+                raise RunError(
+                    f"--output {output} must be in an existing, writable directory. "
+                    f"Received: {parent}"
+                )
         from builder.predict import predict as run_predict
         from builder.runs import load_run, write_text
 
@@ -314,7 +478,8 @@ def plot(
         from builder.runs import load_run
 
         run = load_run(Path(target))
-        folder = output_dir or run.path
+        # A bare model file (no run directory around it) has its plots written beside it.
+        folder = output_dir or run.path or Path(target).parent
         folder.mkdir(parents=True, exist_ok=True)
         written = []
         if network:

@@ -12,6 +12,7 @@ at once because of it.
 from __future__ import annotations
 
 import difflib
+import re
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -30,6 +31,7 @@ from pydantic import (
 from pydantic_core import PydanticCustomError
 
 from builder.errors import ConfigError
+from builder.search import SPACE_TAGS, SearchSpace, TuneConfig, is_space, searchable
 
 # Names a config may use. Allow-lists, not lookups: a config can never name arbitrary code.
 # tests/test_config.py checks that every name resolves in Keras, so the lists cannot drift silently.
@@ -110,7 +112,9 @@ Rate = Annotated[float, Field(ge=0.0, lt=1.0)]
 
 class _Strict(BaseModel):
     # strict: YAML gives real types, so "16" is not 16 and true is not 1.
-    model_config = ConfigDict(extra="forbid", strict=True)
+    # defer_build: the validators are built once, for Config, on first use, rather than for
+    # every class at import (~15 ms of `builder validate`'s 0.5 s budget; bench/README.md).
+    model_config = ConfigDict(extra="forbid", strict=True, defer_build=True)
 
 
 class Regularizer(_Strict):
@@ -134,13 +138,17 @@ class DenseLayer(_DenseArgs):
     """A fully connected layer (``keras.layers.Dense``)."""
 
     type: Literal["dense"]
+    units: searchable(Units, int)  # type: ignore[valid-type]
+    activation: searchable(Activation, str) = Field(  # type: ignore[valid-type]
+        "linear", description=ACTIVATION_DOC
+    )
 
 
 class DropoutLayer(_Strict):
     """``keras.layers.Dropout``."""
 
     type: Literal["dropout"]
-    rate: Rate
+    rate: searchable(Rate, float)  # type: ignore[valid-type]
 
 
 class BatchNormalizationLayer(_Strict):
@@ -192,11 +200,57 @@ class OutputLayer(_DenseArgs):
     units: Units = 1
 
 
+MAX_HIDDEN_LAYERS = 64
+
+
+class HiddenBlock(_Strict):
+    """Hidden layers as a count and one shape: the short form of ``layers``, for tuning.
+
+    Each hidden layer is a Dense layer followed, when ``dropout`` is above 0, by a Dropout
+    layer. Every key may be a search space; a tuned block gives each layer its own units,
+    activation and dropout.
+    """
+
+    layers: searchable(Annotated[int, Field(ge=0, le=MAX_HIDDEN_LAYERS)], int)  # type: ignore[valid-type]
+    units: searchable(Units, int)  # type: ignore[valid-type]
+    activation: searchable(Activation, str) = Field(  # type: ignore[valid-type]
+        "relu", description=ACTIVATION_DOC
+    )
+    dropout: searchable(Rate, float) = 0.0  # type: ignore[valid-type]
+
+
 class ModelConfig(_Strict):
     """The network: hidden layers in order, then the output layer."""
 
     layers: list[Layer] = Field(default_factory=list)
+    hidden: HiddenBlock | None = Field(
+        None, description="Instead of layers: a count of alike hidden layers (for tuning)."
+    )
     output: OutputLayer = Field(default_factory=OutputLayer)
+
+    @model_validator(mode="after")
+    def _expand_hidden(self) -> ModelConfig:
+        block = self.hidden
+        if block is None:
+            return self
+        if self.layers:
+            raise PydanticCustomError(
+                "hidden_and_layers",
+                "must not be given with model.layers: hidden is their short form",
+                {"loc": "hidden", "received": f"{len(self.layers)} layers and a hidden block"},
+            )
+        values = (block.layers, block.units, block.activation, block.dropout)
+        if not any(is_space(v) for v in values):
+            # Without search spaces the block is only shorthand: write it out as layers.
+            self.layers = []
+            for _ in range(block.layers):
+                self.layers.append(
+                    DenseLayer(type="dense", units=block.units, activation=block.activation)
+                )
+                if block.dropout > 0:
+                    self.layers.append(DropoutLayer(type="dropout", rate=block.dropout))
+            self.hidden = None
+        return self
 
 
 class SplitConfig(_Strict):
@@ -262,7 +316,7 @@ class OptimizerConfig(_Strict):
     """A Keras optimizer by name, with its learning rate and schedule."""
 
     name: Literal[OPTIMIZERS] = "adam"  # type: ignore[valid-type]
-    learning_rate: Annotated[float, Field(gt=0.0, le=10.0)] = 0.01
+    learning_rate: searchable(Annotated[float, Field(gt=0.0, le=10.0)], float) = 0.01  # type: ignore[valid-type]
     schedule: Literal["constant", "cosine"] = Field(
         "cosine", description="cosine: decay to 0 over the configured epochs (CosineDecay)."
     )
@@ -283,8 +337,10 @@ class TrainingConfig(_Strict):
     loss: LossName = "mse"
     metrics: list[MetricName] = Field(default_factory=lambda: ["mae"])
     epochs: Annotated[int, Field(gt=0, le=100_000)] = 100
-    batch_size: Annotated[int, Field(gt=0, le=1_000_000)] = 256
-    steps_per_execution: Annotated[int, Field(gt=0, le=10_000)] = 32
+    batch_size: searchable(Annotated[int, Field(gt=0, le=1_000_000)], int) = 256  # type: ignore[valid-type]
+    steps_per_execution: Annotated[int, Field(gt=0, le=10_000)] = Field(
+        32, description="Batches per call into TensorFlow; 1 (and the default) under distribution."
+    )
     early_stopping: EarlyStoppingConfig | None = Field(default_factory=EarlyStoppingConfig)
     distribution: Literal["none", "mirrored", "multi_worker"] = Field(
         "none",
@@ -297,6 +353,24 @@ class TrainingConfig(_Strict):
     )
     seed: int = 42
 
+    @model_validator(mode="after")
+    def _one_step_per_call_when_distributed(self) -> TrainingConfig:
+        # Keras 3.15 under tf.distribute fails on several steps per call ("You must feed a
+        # value for placeholder tensor ..."), so distributed training runs one step per call.
+        if self.distribution != "none":
+            if "steps_per_execution" in self.model_fields_set and self.steps_per_execution != 1:
+                raise PydanticCustomError(
+                    "distributed_steps",
+                    "must be 1 with distribution {distribution}",
+                    {
+                        "distribution": self.distribution,
+                        "loc": "steps_per_execution",
+                        "received": f"steps_per_execution={self.steps_per_execution}",
+                    },
+                )
+            self.steps_per_execution = 1
+        return self
+
 
 class Config(_Strict):
     """A whole builder config."""
@@ -308,6 +382,9 @@ class Config(_Strict):
     data: DataConfig
     model: ModelConfig = Field(default_factory=ModelConfig)
     training: TrainingConfig = Field(default_factory=TrainingConfig)
+    tune: TuneConfig | None = Field(
+        None, description="How builder tune searches the config's search spaces."
+    )
 
     _source: Path | None = PrivateAttr(default=None)
     _node: Any = PrivateAttr(default=None)
@@ -328,6 +405,30 @@ class Config(_Strict):
                 "must have at most {limit} trainable parameters",
                 {"limit": f"{MAX_PARAMETERS:,}", "loc": "model", "received": f"{params:,}"},
             )
+        if self.tune is not None:
+            from builder.search import objective_names
+
+            names = objective_names(self.training.metrics)
+            if self.tune.objective not in names:
+                raise PydanticCustomError(
+                    "objective",
+                    "must be one of {names}",
+                    {
+                        "names": ", ".join(names),
+                        "loc": ("tune", "objective"),
+                        "received": f"objective={self.tune.objective!r}",
+                        "hint": _did_you_mean(self.tune.objective, names),
+                    },
+                )
+            if self.tune.objective.startswith("val_") and self.data.split.validation == 0:
+                raise PydanticCustomError(
+                    "objective",
+                    "needs a validation split (data.split.validation is 0)",
+                    {
+                        "loc": ("tune", "objective"),
+                        "received": f"objective={self.tune.objective!r}",
+                    },
+                )
         return self
 
     @property
@@ -378,13 +479,24 @@ def parameter_count(config: Config) -> int:
     """Trainable parameters the config implies, computed without building the model."""
     width = len(config.data.features)
     total = 0
-    for layer in [*config.model.layers, config.model.output]:
+    layers: list[Any] = list(config.model.layers)
+    block = config.model.hidden
+    if block is not None:  # a tuned block: count its largest network
+        layers += [DenseLayer.model_construct(units=block.units, use_bias=True)] * _largest(
+            block.layers
+        )
+    for layer in [*layers, config.model.output]:
         if isinstance(layer, _DenseArgs):
-            total += width * layer.units + (layer.units if layer.use_bias else 0)
-            width = layer.units
+            units = _largest(layer.units)
+            total += width * units + (units if layer.use_bias else 0)
+            width = units
         elif isinstance(layer, BatchNormalizationLayer):
             total += 2 * width
     return total
+
+
+def _largest(value: Any) -> Any:
+    return value.largest() if isinstance(value, SearchSpace) else value
 
 
 # --------------------------------------------------------------------------------------------
@@ -450,6 +562,15 @@ def validate_config(
 
 class _Loader(yaml.SafeLoader):
     """The safe loader; kept as a subclass so nothing is registered on PyYAML's global one."""
+
+
+# YAML 1.1 reads 1e-4 as a string (it wants 1.0e-4); learning rates are written that way, so
+# read them as YAML 1.2 and JSON do. Exponent floats only: everything else keeps 1.1 rules.
+_Loader.add_implicit_resolver(
+    "tag:yaml.org,2002:float",
+    re.compile(r"^[-+]?[0-9]+(?:\.[0-9]*)?[eE][-+]?[0-9]+$"),
+    list("-+0123456789"),
+)
 
 
 def _read_yaml(text: str, where: str) -> tuple[Any, yaml.Node | None]:
@@ -566,6 +687,8 @@ def _clean_loc(loc: tuple[Any, ...], data: Any) -> tuple[Any, ...]:
     out: list[Any] = []
     current = data
     for part in loc:
+        if part in SPACE_TAGS and not (isinstance(current, dict) and part in current):
+            continue  # the value-or-search-space tag of a searchable key
         if (
             isinstance(current, dict)
             and isinstance(part, str)
@@ -647,7 +770,12 @@ def _allowed_keys(data: Any, loc: tuple[Any, ...]) -> list[str]:
 def _is_int_field(data: Any, loc: tuple[Any, ...]) -> bool:
     model = _model_at(data, loc)
     field = model.model_fields.get(loc[-1]) if model is not None and loc else None
-    return field is not None and (field.annotation is int or int in _args(field.annotation))
+    return field is not None and _mentions_int(field.annotation)
+
+
+def _mentions_int(annotation: Any) -> bool:
+    # Searchable keys nest the int inside Annotated and a union with the search space.
+    return annotation is int or any(_mentions_int(arg) for arg in _args(annotation))
 
 
 def _args(annotation: Any) -> tuple[Any, ...]:
@@ -698,7 +826,7 @@ def _describe(err: ValidationError, data: Any, node: yaml.Node | None, where: st
     loc = _clean_loc(tuple(first["loc"]), data)
     ctx = first.get("ctx") or {}
     if "loc" in ctx:  # model-level checks name the field they are about
-        loc = (*loc, ctx["loc"])
+        loc = (*loc, *ctx["loc"]) if isinstance(ctx["loc"], tuple) else (*loc, ctx["loc"])
     kind = first["type"]
     rule = _rule(first, integer=_is_int_field(data, loc))
     message = f"{_format_loc(loc)} {rule}."

@@ -18,9 +18,12 @@ from typing import Any
 import numpy as np
 
 from builder import data as data_mod
+from builder import distribute, runs
 from builder import metrics as metrics_mod
-from builder import runs
+from builder import streaming as streaming_mod
 from builder.config import Config, load_config, validate_config
+from builder.errors import DataError, Interrupted, RunError
+from builder.search import require_values
 
 ProgressFn = Callable[[int, int, dict[str, float]], None]
 
@@ -69,7 +72,9 @@ def compile_model(model: Any, config: Config, steps_per_epoch: int) -> None:
         optimizer=optimizer,
         loss=config.training.loss,
         metrics=[_metric(name) for name in config.training.metrics],
-        steps_per_execution=config.training.steps_per_execution,
+        # Capped at one epoch: then an execution is exactly an epoch, which `fit` relies on when
+        # it repeats a small dataset (Keras would otherwise run whole executions past its end).
+        steps_per_execution=max(1, min(config.training.steps_per_execution, steps_per_epoch)),
     )
 
 
@@ -85,29 +90,99 @@ def _metric(name: str) -> Any:
     return named[name]() if name in named else name
 
 
-def _callbacks(config: Config, has_validation: bool, progress: ProgressFn | None) -> list:
+def _early_stopping(config: Config, has_validation: bool) -> Any:
+    """Keras's EarlyStopping, able to pick up where a checkpoint left it."""
     import keras
 
-    callbacks: list = []
     stop = config.training.early_stopping
-    if stop is not None:
-        callbacks.append(
-            keras.callbacks.EarlyStopping(
-                monitor="val_loss" if has_validation else "loss",
-                patience=stop.patience,
-                min_delta=stop.min_delta,
-                restore_best_weights=stop.restore_best_weights,
-            )
-        )
-    if progress is not None:
-        epochs = config.training.epochs
+    if stop is None:
+        return None
 
-        class _Progress(keras.callbacks.Callback):
-            def on_epoch_end(self, epoch, logs=None):
-                progress(epoch + 1, epochs, {k: float(v) for k, v in (logs or {}).items()})
+    class _ResumableEarlyStopping(keras.callbacks.EarlyStopping):
+        resume_from: dict[str, Any] | None = None
 
-        callbacks.append(_Progress())
-    return callbacks
+        def on_train_begin(self, logs=None):
+            super().on_train_begin(logs)
+            if self.resume_from is not None:
+                for key, value in self.resume_from.items():
+                    setattr(self, key, value)
+
+    return _ResumableEarlyStopping(
+        monitor="val_loss" if has_validation else "loss",
+        patience=stop.patience,
+        min_delta=stop.min_delta,
+        restore_best_weights=stop.restore_best_weights,
+    )
+
+
+def _recorder(
+    rows: list[dict[str, float]],
+    epochs: int,
+    progress: ProgressFn | None,
+    run_dir: Path | None,
+    stopper: Any,
+) -> Any:
+    """Collects each epoch's logs, checkpoints the run, and reports progress."""
+    import keras
+
+    from builder import checkpoints
+
+    class _Record(keras.callbacks.Callback):
+        def on_epoch_end(self, epoch, logs=None):
+            row = {"epoch": epoch + 1, **{k: float(v) for k, v in (logs or {}).items()}}
+            rows.append(row)
+            if run_dir is not None:
+                checkpoints.save(run_dir, self.model, epoch + 1, rows, stopper)
+            if progress is not None:
+                progress(epoch + 1, epochs, {k: v for k, v in row.items() if k != "epoch"})
+
+    return _Record()
+
+
+def prepare_model(config: Config, splits: Any) -> Any:
+    """Seed, then build, adapt and compile a model, inside the distribution strategy's scope.
+
+    Returns:
+        The compiled, untrained model; its normalization is adapted on the training split.
+    """
+    import keras
+
+    from builder.model import NORMALIZATION, build_model
+
+    # Made first: MultiWorkerMirroredStrategy must exist before TensorFlow runs anything.
+    strategy = distribute.strategy_for(config)
+    keras.utils.set_random_seed(config.training.seed)
+    with distribute.scope(strategy):  # variables made here are mirrored on every replica
+        if isinstance(splits, streaming_mod.CsvStream):
+            from builder import streaming_fit
+
+            # Target scaling and normalization from the statistics pass: no second read.
+            model = streaming_fit.build(config, splits.stats)
+        else:
+            y = splits.train.y
+            std = float(np.std(y)) or 1.0
+            model = build_model(config, target_mean=float(np.mean(y)), target_std=std)
+            if config.data.normalize == "zscore":
+                model.get_layer(NORMALIZATION).adapt(splits.train.x)
+        batch = config.training.batch_size  # the global batch, split across replicas
+        compile_model(model, config, math.ceil(len(splits.train) / batch))
+    if strategy is None:  # under a strategy Keras builds them eagerly itself
+        _create_variables(model, len(config.data.features))
+    return model
+
+
+def _create_variables(model: Any, width: int) -> None:
+    """Make the optimizer's and the metrics' variables now, before ``fit`` traces its step.
+
+    Left to ``fit``, they are made while the step is traced, inside ``tf.cond`` branches that
+    TensorFlow never frees: each model trained in a process then keeps about 3 MB of graphs,
+    which a tuning run's trials add up (bench/README.md). The values are the same either way.
+    """
+    x = np.zeros((1, width), np.float32)
+    y = np.zeros((1, 1), np.float32)
+    model.optimizer.build(model.trainable_variables)
+    model.compute_metrics(x, y, model(x, training=False))
+    model.reset_metrics()
 
 
 def fit(
@@ -116,47 +191,85 @@ def fit(
     *,
     progress: ProgressFn | None = None,
     extra_callbacks: list | None = None,
+    run_dir: Path | None = None,
+    resume_state: dict[str, Any] | None = None,
 ) -> tuple[Any, Any]:
     """Build, adapt, compile and fit a model on prepared splits.
+
+    Args:
+        config: the validated config.
+        splits: train, validation and test data.
+        progress: called after each epoch with ``(epoch, epochs, logs)``.
+        extra_callbacks: more Keras callbacks (e.g. TensorBoard).
+        run_dir: when given, a checkpoint is written there after every epoch.
+        resume_state: a checkpoint's state (``builder.checkpoints.load_state``) to continue from.
 
     Returns:
         ``(model, history_frame)``; the history has one row per epoch run.
     """
-    import keras
     import pandas as pd
 
-    from builder.model import NORMALIZATION, build_model
+    from builder import checkpoints
 
     seed = config.training.seed
-    keras.utils.set_random_seed(seed)
-    y = splits.train.y
-    std = float(np.std(y)) or 1.0
-    model = build_model(config, target_mean=float(np.mean(y)), target_std=std)
-    if config.data.normalize == "zscore":
-        model.get_layer(NORMALIZATION).adapt(splits.train.x)
+    model = prepare_model(config, splits)
+    strategy = distribute.strategy_for(config)
+    streaming = isinstance(splits, streaming_mod.CsvStream)
+    make_dataset: Callable[..., Any] = streaming_mod.dataset if streaming else data_mod.dataset
     batch = config.training.batch_size
-    steps = math.ceil(len(splits.train) / batch)
-    compile_model(model, config, steps)
-    train_data = data_mod.dataset(splits.train, batch, shuffle_seed=seed)
     has_val = len(splits.validation) > 0
-    val_data = data_mod.dataset(splits.validation, batch) if has_val else None
-    callbacks = _callbacks(config, has_val, progress) + list(extra_callbacks or [])
-    result = model.fit(
-        train_data,
-        validation_data=val_data,
-        epochs=config.training.epochs,
-        shuffle=False,  # the dataset shuffles, reseeded each epoch
-        callbacks=callbacks,
-        verbose=0,
-    )
-    history = pd.DataFrame(result.history)
-    history.insert(0, "epoch", np.arange(1, len(history) + 1))
+    stopper = _early_stopping(config, has_val)
+    rows: list[dict[str, float]] = []
+    initial_epoch = 0
+    if resume_state is not None:
+        checkpoints.restore(run_dir, model, resume_state, stopper)
+        rows = list(resume_state["history"])
+        initial_epoch = int(resume_state["epoch"])
+    # A resumed run reshuffles from a seed of its own; its batch order differs from an
+    # uninterrupted run's after the resume point (results agree within noise, not bitwise).
+    train_data = make_dataset(splits.train, batch, shuffle_seed=seed + initial_epoch)
+    val_data = make_dataset(splits.validation, batch) if has_val else None
+    steps = math.ceil(len(splits.train) / batch)
+    repeat: dict[str, Any] = {}
+    if steps <= config.training.steps_per_execution:
+        # An epoch is one execution: repeat the data and keep one iterator, rather than have
+        # Keras build the input pipeline anew each epoch (~50 ms, a third of the shipped linear
+        # model's epoch here; bench/README.md).
+        train_data = train_data.repeat()
+        repeat["steps_per_epoch"] = steps
+    train_data = distribute.shard(train_data, strategy)
+    val_data = distribute.shard(val_data, strategy)
+    epochs = config.training.epochs
+    callbacks = [c for c in (stopper,) if c is not None]
+    callbacks += [_recorder(rows, epochs, progress, run_dir, stopper), *(extra_callbacks or [])]
+    if initial_epoch < epochs:
+        model.fit(
+            train_data,
+            validation_data=val_data,
+            epochs=epochs,
+            initial_epoch=initial_epoch,
+            shuffle=False,  # the dataset shuffles, reseeded each epoch
+            callbacks=callbacks,
+            verbose=0,
+            **repeat,
+        )
+    history = pd.DataFrame(rows)
     return model, history
 
 
-def predict_array(model: Any, x: np.ndarray, batch_size: int = 4096) -> np.ndarray:
-    """Model outputs for ``x`` as a flat float64 array (one output unit)."""
-    out = model.predict(np.asarray(x, np.float32), batch_size=batch_size, verbose=0)
+def predict_array(model: Any, x: np.ndarray, batch_size: int = 65_536) -> np.ndarray:
+    """Model outputs for ``x`` as a flat float64 array (one output unit).
+
+    Calls the model eagerly, a block of rows at a time: ``model.predict`` measured 0.15-0.25 s
+    per call here (it builds a predict function and an iterator each time), more than scoring
+    a 1,500-row test split takes, and once per chunk on the streaming path.
+    """
+    x = np.asarray(x, np.float32)
+    blocks = [
+        np.asarray(model(x[start : start + batch_size], training=False))
+        for start in range(0, len(x), batch_size)
+    ]
+    out = np.concatenate(blocks) if blocks else np.zeros((0, 1))
     return np.asarray(out, np.float64).reshape(len(x), -1)[:, 0]
 
 
@@ -192,15 +305,93 @@ def train(
         RunError: the runs directory cannot be written.
     """
     import keras
-    import tensorflow as tf
 
     if not isinstance(config, Config):
         config = load_config(config)
     config = with_overrides(config, data=data, epochs=epochs, seed=seed)
+    require_values(config, "builder train")
     data_path = config.check_data_path()
     started = time.time()
+    splits = load_data(config, data_path)
+    # Fail on an unwritable runs directory before spending time on training.
+    scratch = distribute.worker_scratch(config)  # None on the chief, which keeps the run
+    run_dir = runs.create_run_dir(scratch or runs_dir, config.name)
+    manifest = _manifest(config, data_path, splits, started, command)
+    manifest["distribution"] = distribute.describe(config)
+    runs.write_json(run_dir / "manifest.json", manifest)
+    runs.write_config(run_dir / "config.yaml", config)
+
+    extra = []
+    if tensorboard:
+        extra.append(keras.callbacks.TensorBoard(log_dir=str(run_dir / "tensorboard")))
+    try:
+        run = _fit_and_finish(config, splits, run_dir, manifest, started, progress, extra, None)
+    finally:
+        distribute.discard(scratch)
+    if scratch is not None:
+        run.path = None  # another worker than the chief keeps nothing
+    return run
+
+
+def resume(
+    run_dir: str | Path,
+    *,
+    progress: ProgressFn | None = None,
+    command: list[str] | None = None,
+) -> runs.Run:
+    """Continue an interrupted run from its last checkpoint to the configured epoch count.
+
+    Args:
+        run_dir: the run directory of a training that was stopped (killed or interrupted).
+        progress: called after each epoch with ``(epoch, epochs, logs)``.
+        command: the command line recorded in the manifest.
+
+    Raises:
+        RunError: the run is complete, has no checkpoint, or its directory is incomplete.
+        DataError: the data file is gone or changed since the run started.
+    """
+    from builder import checkpoints
+
+    run_dir = Path(run_dir)
+    if not (run_dir / "manifest.json").exists():
+        raise RunError(f"run {run_dir} must be a run directory with a manifest.json.")
+    manifest = runs.read_json(run_dir / "manifest.json")
+    if manifest.get("status") == "complete":
+        raise RunError(f"run {run_dir} is already complete; there is nothing to resume.")
+    config = runs.load_run_config(run_dir)
+    state = checkpoints.load_state(run_dir)
+    data_path = config.check_data_path()
+    splits = load_data(config, data_path)
+    if splits.sha256 != manifest["data"]["sha256"]:
+        raise DataError(
+            f"{data_path} has changed since the run started (SHA-256 {splits.sha256[:12]}, "
+            f"recorded {manifest['data']['sha256'][:12]}); resuming would mix two datasets."
+        )
+    manifest.update(status="running", resumed_from_epoch=state["epoch"])
+    if command is not None:
+        manifest["resume_command"] = command
+    runs.write_json(run_dir / "manifest.json", manifest)
+    started = time.time()
+    return _fit_and_finish(config, splits, run_dir, manifest, started, progress, [], state)
+
+
+def load_data(config: Config, data_path: Path) -> data_mod.Splits | streaming_mod.CsvStream:
+    """Read and split the config's CSV, or stream it (``data.streaming``; README)."""
     split = config.data.split
-    splits = data_mod.load_splits(
+    if streaming_mod.use_streaming(config.data.streaming, data_path):
+        stream = streaming_mod.CsvStream(
+            data_path,
+            config.data.features,
+            config.data.target,
+            validation=split.validation,
+            test=split.test,
+            seed=split.seed,
+            missing=config.data.missing,
+            classification=config.task == "classification",
+        )
+        stream.scan()  # counts, statistics and least squares, in one pass over the file
+        return stream
+    return data_mod.load_splits(
         data_path,
         config.data.features,
         config.data.target,
@@ -210,15 +401,25 @@ def train(
         missing=config.data.missing,
         classification=config.task == "classification",
     )
-    # Fail on an unwritable runs directory before spending time on training.
-    run_dir = runs.create_run_dir(runs_dir, config.name)
-    manifest: dict[str, Any] = {
+
+
+def _manifest(
+    config: Config,
+    data_path: Path,
+    splits: data_mod.Splits,
+    started: float,
+    command: list[str] | None,
+) -> dict[str, Any]:
+    import keras
+    import tensorflow as tf
+
+    return {
         "name": config.name,
         "status": "running",
         "started": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(started)),
         "command": command if command is not None else sys.argv,
         "seed": config.training.seed,
-        "split_seed": split.seed,
+        "split_seed": config.data.split.seed,
         "data": {
             "path": str(data_path.resolve()),
             "sha256": splits.sha256,
@@ -226,6 +427,7 @@ def train(
             "dropped_rows": splits.dropped_rows,
             "filled_cells": splits.filled_cells,
             "missing": config.data.missing,
+            "streaming": isinstance(splits, streaming_mod.CsvStream),
         },
         "features": list(splits.features),
         "target": splits.target,
@@ -239,28 +441,63 @@ def train(
         },
         "platform": platform.platform(),
     }
-    runs.write_json(run_dir / "manifest.json", manifest)
-    runs.write_config(run_dir / "config.yaml", config)
 
-    extra = []
-    if tensorboard:
-        extra.append(keras.callbacks.TensorBoard(log_dir=str(run_dir / "tensorboard")))
+
+def _fit_and_finish(
+    config: Config,
+    splits: data_mod.Splits,
+    run_dir: Path,
+    manifest: dict[str, Any],
+    started: float,
+    progress: ProgressFn | None,
+    extra: list,
+    state: dict[str, Any] | None,
+) -> runs.Run:
+    """Fit (checkpointing each epoch), then write the run's files and mark it complete."""
+    import shutil
+
+    from builder import checkpoints
+
     fit_started = time.time()
-    model, history = fit(config, splits, progress=progress, extra_callbacks=extra)
+    try:
+        model, history = fit(
+            config,
+            splits,
+            progress=progress,
+            extra_callbacks=extra,
+            run_dir=run_dir,
+            resume_state=state,
+        )
+    except KeyboardInterrupt:
+        manifest.update(status="interrupted")
+        runs.write_json(run_dir / "manifest.json", manifest)
+        try:
+            done = checkpoints.load_state(run_dir)["epoch"]
+        except RunError:
+            done = 0
+        raise Interrupted(
+            f"training interrupted after epoch {done}; resume with: "
+            f"builder train --resume {run_dir}"
+        ) from None
     fit_seconds = time.time() - fit_started
 
-    test_pred = predict_array(model, splits.test.x)
-    metrics = {
-        "task": config.task,
-        "test": metrics_mod.score(config.task, splits.test.y, test_pred),
-        "baselines": metrics_mod.baselines(
+    if isinstance(splits, streaming_mod.CsvStream):
+        test, baselines = splits.evaluate(lambda x: predict_array(model, x), config.task)
+    else:
+        test_pred = predict_array(model, splits.test.x)
+        test = metrics_mod.score(config.task, splits.test.y, test_pred)
+        baselines = metrics_mod.baselines(
             config.task,
             splits.train.x,
             splits.train.y,
             splits.test.x,
             splits.test.y,
             splits.features,
-        ),
+        )
+    metrics = {
+        "task": config.task,
+        "test": test,
+        "baselines": baselines,
         "timings": {"fit_seconds": fit_seconds, "total_seconds": time.time() - started},
         "epochs_run": len(history),
     }
@@ -277,6 +514,8 @@ def train(
         epochs_run=len(history),
     )
     runs.write_json(run_dir / "manifest.json", manifest)
+    # The finished model replaces the checkpoints: the run directory keeps its documented files.
+    shutil.rmtree(run_dir / checkpoints.FOLDER, ignore_errors=True)
     return runs.Run(run_dir, config, model, history, metrics, manifest)
 
 

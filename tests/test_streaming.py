@@ -1,0 +1,303 @@
+"""Streaming CSVs (builder.streaming): the hash split, the statistics pass, batches, errors, and
+training results against the in-memory path.
+
+Tolerances (README, "Streaming and big CSVs"): on the same rows, the streaming statistics equal
+numpy's within 1e-9 relative (normalization, target, least-squares coefficients: float64 sums,
+merged chunk by chunk); the streamed model's Normalization layer holds them within float32
+rounding (1e-6); a trained run lands within 1% of its own split's least-squares test MSE on
+either path, and the two paths' ratios agree within 1%.
+"""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+
+import builder
+from builder import metrics as metrics_mod
+from builder import streaming
+from builder.errors import DataError
+from builder.streaming import TEST, TRAIN, VALIDATION, CsvStream, split_codes
+from tests.conftest import FEATURES, TARGET, config_dict, make_linear_frame, write_yaml
+
+FRACTIONS = {"validation": 0.15, "test": 0.15, "seed": 42}
+
+
+def _stream(path, **kwargs) -> CsvStream:
+    options = {**FRACTIONS, **kwargs}
+    return CsvStream(path, FEATURES, TARGET, **options)
+
+
+@pytest.fixture(scope="module")
+def frame() -> pd.DataFrame:
+    return make_linear_frame(rows=3000, seed=4, noise=2.0)
+
+
+@pytest.fixture(scope="module")
+def csv(tmp_path_factory, frame):
+    # Target first, features out of order, a text column between: names, not positions, count.
+    path = tmp_path_factory.mktemp("stream") / "shuffled columns.csv"
+    frame[[TARGET, "Big Number", "comment", "x.dot", "Age (years)"]].to_csv(path, index=False)
+    return path
+
+
+def _parts(frame: pd.DataFrame) -> np.ndarray:
+    return split_codes(np.arange(len(frame)), 0.15, 0.15, 42)
+
+
+# ---- the split
+
+
+def test_split_is_deterministic_disjoint_and_near_its_fractions():
+    rows = np.arange(200_000)
+    codes = split_codes(rows, 0.15, 0.15, 42)
+    np.testing.assert_array_equal(codes, split_codes(rows, 0.15, 0.15, 42))
+    shares = np.bincount(codes, minlength=3) / len(rows)
+    # Binomial noise at 200,000 rows: a standard deviation of 0.0008.
+    np.testing.assert_allclose(shares, [0.70, 0.15, 0.15], atol=0.004)
+    # Another seed is another split; a row's part depends only on its number and the seed.
+    assert (codes != split_codes(rows, 0.15, 0.15, 43)).mean() > 0.3
+    np.testing.assert_array_equal(codes[1000:2000], split_codes(rows[1000:2000], 0.15, 0.15, 42))
+
+
+def test_chunks_cover_every_row_once_whatever_the_chunk_size(csv, frame):
+    seen = {}
+    for chunk_rows in (7, 1000, 100_000):
+        rows, parts = [], []
+        for chunk in _stream(csv, chunk_rows=chunk_rows).chunks():
+            rows.append(chunk.rows)
+            parts.append(chunk.part)
+        seen[chunk_rows] = (np.concatenate(rows), np.concatenate(parts))
+    rows, parts = seen[7]
+    np.testing.assert_array_equal(rows, np.arange(len(frame)))
+    for other_rows, other_parts in seen.values():
+        np.testing.assert_array_equal(other_rows, rows)
+        np.testing.assert_array_equal(other_parts, parts)
+    assert set(np.unique(parts)) == {TRAIN, VALIDATION, TEST}
+
+
+# ---- the statistics pass
+
+
+def test_statistics_match_numpy_on_the_same_rows(csv, frame):
+    stats = _stream(csv, chunk_rows=251).scan()
+    parts = _parts(frame)
+    x = frame[FEATURES].to_numpy(np.float64)
+    y = frame[TARGET].to_numpy(np.float64)
+    train = parts == TRAIN
+    assert stats.rows == {
+        "train": int(train.sum()),
+        "validation": int((parts == VALIDATION).sum()),
+        "test": int((parts == TEST).sum()),
+    }
+    np.testing.assert_allclose(stats.feature_mean, x[train].mean(axis=0), rtol=1e-9)
+    np.testing.assert_allclose(stats.feature_variance, x[train].var(axis=0), rtol=1e-9)
+    assert stats.target_mean == pytest.approx(y[train].mean(), rel=1e-9)
+    assert stats.target_std == pytest.approx(y[train].std(), rel=1e-9)
+    design = np.hstack([x[train], np.ones((train.sum(), 1))])
+    reference, *_ = np.linalg.lstsq(design, y[train], rcond=None)
+    np.testing.assert_allclose(stats.coefficients, reference[:-1], rtol=1e-9)
+    assert stats.intercept == pytest.approx(reference[-1], rel=1e-9)
+
+
+def test_column_order_and_extra_columns_do_not_matter(csv, frame, tmp_path):
+    plain = tmp_path / "plain.csv"
+    frame[[*FEATURES, TARGET]].to_csv(plain, index=False)
+    a, b = _stream(csv).scan(), _stream(plain).scan()
+    np.testing.assert_array_equal(a.coefficients, b.coefficients)
+    np.testing.assert_array_equal(a.feature_mean, b.feature_mean)
+    assert a.rows == b.rows and a.sha256 != b.sha256
+
+
+def test_missing_cells_dropped_or_filled_like_in_memory(frame, tmp_path):
+    holes = frame.copy()
+    holes.loc[[5, 400, 2999], "x.dot"] = np.nan
+    holes.loc[[17], TARGET] = np.nan
+    path = tmp_path / "holes.csv"
+    holes.to_csv(path, index=False)
+    with pytest.raises(DataError, match=r"column 'x.dot' must have no empty .* on lines 7, 402"):
+        _stream(path, chunk_rows=1000).scan()
+
+    dropped = _stream(path, missing="drop", chunk_rows=1000).scan()
+    assert dropped.dropped_rows == 4 and sum(dropped.rows.values()) == len(frame) - 4
+
+    filled = _stream(path, missing="mean", chunk_rows=1000).scan()
+    assert filled.dropped_rows == 1 and filled.filled_cells == 3
+    parts = _parts(frame)
+    keep = holes[TARGET].notna().to_numpy()
+    x = holes[FEATURES].to_numpy(np.float64)
+    train = (parts == TRAIN) & keep
+    means = np.nanmean(x[train], axis=0)
+    np.testing.assert_allclose(filled.fill, means, rtol=1e-9)
+    x = np.where(np.isnan(x), means, x)
+    y = holes[TARGET].to_numpy(np.float64)
+    np.testing.assert_allclose(filled.feature_variance, x[train].var(axis=0), rtol=1e-9)
+    design = np.hstack([x[train], np.ones((train.sum(), 1))])
+    reference, *_ = np.linalg.lstsq(design, y[train], rcond=None)
+    np.testing.assert_allclose(filled.coefficients, reference[:-1], rtol=1e-9)
+
+
+# ---- batches
+
+
+def test_batches_hold_each_training_row_once_reshuffled_each_epoch(csv, frame):
+    stream = _stream(csv, chunk_rows=300, shuffle_rows=700)
+    train_y = np.sort(frame[TARGET].to_numpy()[_parts(frame) == TRAIN].astype(np.float32))
+
+    def epoch(number):
+        return list(stream.batches("train", 64, shuffle_seed=5, epoch=number))
+
+    first, again, second = epoch(0), epoch(0), epoch(1)
+    assert all(len(y) == 64 for _, y in first[:-1]) and 0 < len(first[-1][1]) <= 64
+    assert first[0][0].shape == (64, 3) and first[0][1].shape == (64, 1)
+    for batches in (first, second):
+        np.testing.assert_array_equal(
+            np.sort(np.concatenate([y for _, y in batches])[:, 0]), train_y
+        )
+    np.testing.assert_array_equal(first[0][1], again[0][1])
+    assert not np.array_equal(first[0][1], second[0][1])
+    in_order = np.concatenate([y for _, y in stream.batches("test", 64)])[:, 0]
+    expected = frame[TARGET].to_numpy()[_parts(frame) == TEST].astype(np.float32)
+    np.testing.assert_array_equal(in_order, expected)
+
+
+def test_dataset_knows_its_size(csv):
+    stream = _stream(csv)
+    data = stream.dataset("validation", 100)
+    assert int(data.cardinality()) == -(-stream.stats.rows["validation"] // 100)
+    assert sum(len(y) for _, y in data) == stream.stats.rows["validation"]
+
+
+# ---- scoring
+
+
+def test_evaluate_matches_numpy_metrics(csv, frame):
+    stream = _stream(csv, chunk_rows=500)
+    stats = stream.scan()
+    test = _parts(frame) == TEST
+    x = frame[FEATURES].to_numpy(np.float64)[test]
+    y = frame[TARGET].to_numpy(np.float64)[test]
+    predict = lambda features: features.astype(np.float64) @ [2.9, -2.1, 0.05] + 99.0  # noqa: E731
+    scores, baselines = stream.evaluate(predict, "regression")
+    expected = metrics_mod.regression_metrics(y, predict(x.astype(np.float32)))
+    for key, value in expected.items():
+        assert scores[key] == pytest.approx(value, rel=1e-9), key
+    lsq = metrics_mod.regression_metrics(y, x @ stats.coefficients + stats.intercept)
+    assert baselines["least_squares"]["mse"] == pytest.approx(lsq["mse"], rel=1e-9)
+    assert set(baselines["least_squares"]["coefficients"]) == set(FEATURES)
+    assert baselines["mean_predictor"]["value"] == stats.target_mean
+
+
+def test_classification_scores_exact_below_the_sample_and_sampled_above(tmp_path):
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(4000, 3))
+    y = (x @ [1.0, -1.0, 0.5] + rng.normal(size=4000) > 0).astype(int)
+    frame = pd.DataFrame(x, columns=FEATURES).assign(**{TARGET: y})
+    path = tmp_path / "labels.csv"
+    frame.to_csv(path, index=False)
+    score = 1 / (1 + np.exp(-(x @ [1.0, -1.0, 0.5])))
+    test = _parts(frame) == TEST
+
+    def predict(features):
+        return 1 / (1 + np.exp(-(features.astype(np.float64) @ [1.0, -1.0, 0.5])))
+
+    stream = _stream(path, classification=True, chunk_rows=300)
+    exact, _ = stream.evaluate(predict, "classification")
+    expected = metrics_mod.classification_metrics(y[test], score[test])
+    for key, value in expected.items():
+        assert exact[key] == pytest.approx(value, rel=1e-6), key
+    sampler = streaming._ClassificationScore(sample_rows=200)
+    for rows, features, labels in stream.arrays("test"):
+        sampler.update(labels, predict(features), streaming.row_uniform(rows, 42, salt=1))
+    sampled = sampler.result()
+    assert sampled["accuracy"] == pytest.approx(expected["accuracy"], rel=1e-9)
+    assert len(sampler.labels) == 200 and sampled["auc"] == pytest.approx(expected["auc"], abs=0.05)
+
+
+# ---- errors
+
+
+def test_missing_column_is_a_one_line_data_error(csv):
+    stream = CsvStream(csv, [*FEATURES[:2], "Age"], TARGET, **FRACTIONS)
+    with pytest.raises(DataError) as info:
+        stream.scan()
+    message = str(info.value)
+    assert "must have a column 'Age'" in message and csv.name in message and "\n" not in message
+
+
+def test_non_numeric_value_in_a_later_chunk_names_its_line(frame, tmp_path):
+    bad = frame.astype({"x.dot": object})
+    bad.loc[2500, "x.dot"] = "n/a?"
+    path = tmp_path / "bad.csv"
+    bad.to_csv(path, index=False)
+    with pytest.raises(
+        DataError, match=r"column 'x.dot' must be numeric. Received: 'n/a\?' on line 2502"
+    ):
+        _stream(path, chunk_rows=1000).scan()
+
+
+def test_too_few_rows_and_non_binary_labels(tmp_path, frame):
+    tiny = tmp_path / "tiny.csv"
+    frame.head(3).to_csv(tiny, index=False)
+    with pytest.raises(DataError, match="must have enough rows for the splits"):
+        _stream(tiny).scan()
+    path = tmp_path / "labels.csv"
+    frame.to_csv(path, index=False)
+    with pytest.raises(DataError, match="must hold 0 and 1 for classification"):
+        _stream(path, classification=True).scan()
+
+
+def test_auto_streams_only_above_the_size_limit(csv, monkeypatch):
+    assert not streaming.use_streaming("auto", csv)
+    assert streaming.use_streaming(True, csv) and not streaming.use_streaming(False, csv)
+    monkeypatch.setattr(streaming, "AUTO_STREAMING_BYTES", csv.stat().st_size - 1)
+    assert streaming.use_streaming("auto", csv)
+    assert not streaming.use_streaming("auto", csv.with_name("absent.csv"))
+
+
+# ---- training
+
+
+def test_streamed_training_matches_the_in_memory_path(tmp_path):
+    frame = make_linear_frame(rows=4000, seed=8, noise=3.0)
+    path = tmp_path / "train.csv"
+    frame.to_csv(path, index=False)
+    ratios, runs = {}, {}
+    for mode in (False, True):
+        raw = config_dict(
+            str(path),
+            epochs=20,
+            optimizer={"learning_rate": 0.1},
+            early_stopping=None,
+        )
+        raw["data"]["streaming"] = mode
+        config = write_yaml(tmp_path / f"c{int(mode)}.yaml", raw)
+        run = builder.train(config, runs_dir=tmp_path / "runs")
+        lsq = run.metrics["baselines"]["least_squares"]
+        ratios[mode], runs[mode] = run.metrics["test"]["mse"] / lsq["mse"], run
+    assert ratios[False] == pytest.approx(1.0, abs=0.01)
+    assert ratios[True] == pytest.approx(1.0, abs=0.01)
+    assert ratios[True] == pytest.approx(ratios[False], abs=0.01)
+
+    streamed = runs[True]
+    manifest = json.loads((streamed.path / "manifest.json").read_text())
+    assert manifest["data"]["streaming"] is True and manifest["status"] == "complete"
+    assert sum(manifest["data"]["rows"].values()) == len(frame)
+    on_disk = json.loads((streamed.path / "metrics.json").read_text())
+    in_memory = runs[False].metrics
+    assert set(on_disk) == set(in_memory)
+    assert set(on_disk["baselines"]["least_squares"]) == set(
+        in_memory["baselines"]["least_squares"]
+    )
+    assert set(on_disk["test"]) == set(in_memory["test"])
+
+    stats = _stream(path).scan()
+    layer = streamed.model.get_layer("normalization")
+    mean, variance = (np.asarray(w).ravel() for w in layer.get_weights()[:2])
+    np.testing.assert_allclose(mean, stats.feature_mean, rtol=1e-6)
+    np.testing.assert_allclose(variance, stats.feature_variance, rtol=1e-6)
+    coefficients = on_disk["baselines"]["least_squares"]["coefficients"]
+    np.testing.assert_allclose([coefficients[f] for f in FEATURES], stats.coefficients, rtol=1e-12)
