@@ -66,11 +66,22 @@ def child_reference(csv: str, epochs: int, batch_size: int) -> dict:
     return _result(rows, epochs, timer)
 
 
-def child_builder(csv: str, epochs: int, batch_size: int, assignments: list[str]) -> dict:
+def child_builder(
+    csv: str, epochs: int, batch_size: int, assignments: list[str], jit_compile: bool = False
+) -> dict:
     import yaml
 
     import builder.training
     from builder.config import validate_config
+
+    if jit_compile:  # not a config key: measured here to choose the default (bench/README.md)
+        compile_model = builder.training.compile_model
+
+        def compile_with_xla(model, config, steps_per_epoch):
+            compile_model(model, config, steps_per_epoch)
+            model.jit_compile = True
+
+        builder.training.compile_model = compile_with_xla
 
     raw = yaml.safe_load(CONFIG.read_text())
     raw["data"]["path"] = csv
@@ -90,6 +101,8 @@ def main() -> None:
     parser.add_argument("--batch-size", type=int, default=256)
     parser.add_argument("--runs", type=int, default=5)
     parser.add_argument("--set", action="append", default=[], help="builder config override")
+    parser.add_argument("--jit-compile", action="store_true", help="builder with XLA")
+    parser.add_argument("--builder-only", action="store_true", help="skip the reference")
     parser.add_argument("--child", choices=["builder", "reference"])
     parser.add_argument("--csv")
     args = parser.parse_args()
@@ -97,7 +110,9 @@ def main() -> None:
         _common.emit(child_reference(args.csv, args.epochs, args.batch_size))
         return
     if args.child == "builder":
-        _common.emit(child_builder(args.csv, args.epochs, args.batch_size, args.set))
+        _common.emit(
+            child_builder(args.csv, args.epochs, args.batch_size, args.set, args.jit_compile)
+        )
         return
 
     csv = (
@@ -105,10 +120,12 @@ def main() -> None:
     )
     me = str(Path(__file__).relative_to(_common.ROOT))
     common = [f"--csv={csv}", f"--epochs={args.epochs}", f"--batch-size={args.batch_size}"]
-    runs: dict[str, list[dict]] = {"builder": [], "reference": []}
+    who_runs = ("builder",) if args.builder_only else ("builder", "reference")
+    runs: dict[str, list[dict]] = {who: [] for who in who_runs}
     for i in range(args.runs):
-        for who in ("builder", "reference"):
+        for who in who_runs:
             extra = [f"--set={s}" for s in args.set] if who == "builder" else []
+            extra += ["--jit-compile"] if who == "builder" and args.jit_compile else []
             result = _common.run_child([me, "--child", who, *common, *extra])
             runs[who].append(result)
             print(
@@ -128,6 +145,15 @@ def main() -> None:
         }
         for who, results in runs.items()
     }
+    if args.builder_only:
+        s = summary["builder"]
+        label = " ".join([*args.set, "jit_compile" if args.jit_compile else ""]).strip()
+        print(
+            f"builder ({label or 'shipped'}): {s['median_samples_per_second']:,.0f} samples/s, "
+            f"steady {s['median_steady_samples_per_second']:,.0f}, "
+            f"fit {s['median_fit_seconds']:.1f} s"
+        )
+        return
     ratio = (
         summary["builder"]["median_samples_per_second"]
         / summary["reference"]["median_samples_per_second"]

@@ -64,13 +64,21 @@ def child_builder(assignments: list[str]) -> dict:
         started = time.perf_counter()
         run = builder.training.train(config, runs_dir=runs_dir)
         seconds = time.perf_counter() - started
-    ratio = run.metrics["test"]["mse"] / run.metrics["baselines"]["least_squares"]["mse"]
+    from builder.inspection import raw_equation
+
+    lsq = run.metrics["baselines"]["least_squares"]
+    ratio = run.metrics["test"]["mse"] / lsq["mse"]
+    coefficients, _ = raw_equation(run.model, list(config.data.features))
     return {
         "seconds": seconds,
         "fit_seconds": run.metrics["timings"]["fit_seconds"],
         "epochs": len(run.history),
         "mse_ratio": ratio,
         "reached": ratio <= 1 + TOLERANCE,
+        # The largest relative gap between a learned raw-unit coefficient and least squares'.
+        "max_coefficient_gap": max(
+            abs(coefficients[name] / value - 1) for name, value in lsq["coefficients"].items()
+        ),
     }
 
 
@@ -79,6 +87,9 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=5)
     parser.add_argument("--set", action="append", default=[], help="builder config override")
     parser.add_argument("--child", choices=["builder", "reference"])
+    parser.add_argument(
+        "--builder-only", action="store_true", help="skip the reference (to compare settings)"
+    )
     args = parser.parse_args()
     if args.child == "reference":
         _common.emit(child_reference())
@@ -87,12 +98,14 @@ def main() -> None:
         _common.emit(child_builder(args.set))
         return
 
-    _common.check_sklearn()
+    who_runs = ("builder",) if args.builder_only else ("builder", "reference")
+    if not args.builder_only:
+        _common.check_sklearn()
     me = str(Path(__file__).relative_to(_common.ROOT))
     sets = [f"--set={s}" for s in args.set]
-    runs: dict[str, list[dict]] = {"builder": [], "reference": []}
+    runs: dict[str, list[dict]] = {who: [] for who in who_runs}
     for i in range(args.runs):
-        for who in ("builder", "reference"):
+        for who in who_runs:
             result = _common.run_child([me, "--child", who, *sets], sklearn=who == "reference")
             runs[who].append(result)
             print(f"run {i + 1} {who}: {result}", file=sys.stderr, flush=True)
@@ -104,6 +117,14 @@ def main() -> None:
             "median_mse_ratio": _common.median([r["mse_ratio"] for r in results]),
             "all_reached": all(r["reached"] for r in results),
         }
+    gaps = [r["max_coefficient_gap"] for r in runs["builder"]]
+    summary["builder"]["max_coefficient_gap"] = max(gaps)
+    if args.builder_only:
+        rows = [[" ".join(args.set) or "shipped", f"{summary['builder']['median_seconds']:.2f} s"]]
+        rows[0] += [f"{summary['builder']['median_mse_ratio']:.5f}"]
+        rows[0] += [f"{100 * summary['builder']['max_coefficient_gap']:.2f}%"]
+        print(_common.table(["overrides", "time", "test MSE / lsq", "max coefficient gap"], rows))
+        return
     speedup = summary["reference"]["median_seconds"] / summary["builder"]["median_seconds"]
     path = _common.write_results(
         "time_to_accuracy",
@@ -127,6 +148,8 @@ def main() -> None:
         for who, s in summary.items()
     ]
     print(_common.table(["", "time (median)", "epochs", "test MSE / lsq", "within 1%"], rows))
+    gap = summary["builder"]["max_coefficient_gap"]
+    print(f"builder's coefficients within {100 * gap:.2f}% of least squares")
     print(f"speedup (reference / builder): {speedup:.1f}x   -> {path.relative_to(_common.ROOT)}")
 
 

@@ -311,18 +311,19 @@ def _short(name: str) -> str:
 
 
 def _results_table(result: Any, limit: int = 10) -> Table:
-    """The best trials first; a blank cell is a hyperparameter the trial did not use."""
+    """The best trials first, each with only the hyperparameters it used (results.csv has all)."""
     objective = result.objective
     done = [r for r in result.rows if r[objective] is not None]
     done.sort(key=lambda r: r[objective], reverse=result.direction == "max")
     shown = done[:limit]
     table = Table(title=f"best {len(shown)} of {len(result.rows)} trials ({objective})")
-    names = [c for c in result.columns if c not in ("status", "epochs", "seconds")]
-    for name in names:
-        justify = "left" if name == "trial" else "right"
-        table.add_column(_short(name), justify=justify, overflow="fold")
+    for name in ("trial", objective, "epochs", "hyperparameters"):
+        table.add_column(name, justify="left" if name in ("trial", "hyperparameters") else "right")
+    fixed = {"trial", "status", objective, "epochs", "epochs_run", "seconds"}
+    names = [c for c in result.columns if c not in fixed]
     for row in shown:
-        table.add_row(*["" if row.get(n) is None else _fmt(row[n]) for n in names])
+        used = "  ".join(f"{_short(n)}={_fmt(row[n])}" for n in names if row.get(n) is not None)
+        table.add_row(row["trial"], _fmt(row[objective]), str(row["epochs_run"]), used)
     return table
 
 
@@ -503,9 +504,9 @@ def plot(
 
 def _plot_predictions(run, folder: Path) -> Path:
     from builder import plotting
-    from builder.predict import test_split_predictions
+    from builder.predict import holdout_predictions
 
-    y_true, y_pred = test_split_predictions(run)
+    y_true, y_pred = holdout_predictions(run)
     return plotting.plot_predictions(
         y_true, y_pred, folder / "predictions.png", target=run.config.data.target
     )

@@ -10,6 +10,7 @@ import pandas as pd
 
 from builder import data as data_mod
 from builder import metrics as metrics_mod
+from builder import streaming as streaming_mod
 from builder.errors import DataError
 from builder.runs import Run
 
@@ -75,7 +76,7 @@ def evaluate(run: Run, path: str | Path) -> dict[str, Any]:
     }
 
 
-def test_split_predictions(run: Run) -> tuple[np.ndarray, np.ndarray]:
+def holdout_predictions(run: Run) -> tuple[np.ndarray, np.ndarray]:
     """``(y_true, y_pred)`` on the run's own test split, re-read from its recorded data file.
 
     Raises:
@@ -93,7 +94,11 @@ def test_split_predictions(run: Run) -> tuple[np.ndarray, np.ndarray]:
     if not path.exists():
         raise DataError(f"the run's data file {path} no longer exists.")
     split = config.data.split
-    splits = data_mod.load_splits(
+    # A streamed run split its rows by a hash of the row number (builder.streaming), not by the
+    # in-memory permutation: its test rows are found the same way, reading the file in chunks.
+    streamed = bool(run.manifest.get("data", {}).get("streaming"))
+    read = streaming_mod.CsvStream if streamed else data_mod.load_splits
+    splits = read(
         path,
         config.data.features,
         config.data.target,
@@ -109,4 +114,7 @@ def test_split_predictions(run: Run) -> tuple[np.ndarray, np.ndarray]:
             f"{path} has changed since the run was trained (SHA-256 {splits.sha256[:12]}, "
             f"recorded {recorded[:12]}); its test split is no longer the run's."
         )
+    if streamed:
+        _, x, y = (np.concatenate(a) for a in zip(*splits.arrays("test"), strict=True))
+        return y, predict_array(run.model, x)
     return splits.test.y.astype(np.float64), predict_array(run.model, splits.test.x)

@@ -142,7 +142,7 @@ def _free_port() -> int:
 def test_two_local_workers_train_the_salary_config_and_the_chief_writes(tmp_path):
     config = yaml.safe_load((ROOT / "configs" / "salary_linear.yaml").read_text())
     config["data"]["path"] = str(ROOT / "data" / "salaries.csv")
-    config["training"].update(epochs=3, distribution="multi_worker")
+    config["training"].update(epochs=2, distribution="multi_worker")
     path = write_yaml(tmp_path / "salary_multi_worker.yaml", config)
     runs_dir = tmp_path / "runs"
     cluster = {"worker": [f"127.0.0.1:{_free_port()}", f"127.0.0.1:{_free_port()}"]}
@@ -174,7 +174,7 @@ def test_two_local_workers_train_the_salary_config_and_the_chief_writes(tmp_path
 
     (run_dir,) = runs_dir.glob("salary_linear/*")  # one run directory, from the chief
     manifest = json.loads((run_dir / "manifest.json").read_text())
-    assert manifest["status"] == "complete" and manifest["epochs_run"] == 3
+    assert manifest["status"] == "complete" and manifest["epochs_run"] == 2
     assert manifest["distribution"] == {
         "strategy": "multi_worker",
         "workers": 2,

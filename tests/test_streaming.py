@@ -20,6 +20,8 @@ import builder
 from builder import metrics as metrics_mod
 from builder import streaming
 from builder.errors import DataError
+from builder.predict import holdout_predictions
+from builder.runs import load_run
 from builder.streaming import TEST, TRAIN, VALIDATION, CsvStream, split_codes
 from tests.conftest import FEATURES, TARGET, config_dict, make_linear_frame, write_yaml
 
@@ -301,3 +303,8 @@ def test_streamed_training_matches_the_in_memory_path(tmp_path):
     np.testing.assert_allclose(variance, stats.feature_variance, rtol=1e-6)
     coefficients = on_disk["baselines"]["least_squares"]["coefficients"]
     np.testing.assert_allclose([coefficients[f] for f in FEATURES], stats.coefficients, rtol=1e-12)
+
+    # `builder plot RUN` re-reads the run's test split: the hash-split rows, not a permutation's.
+    y_true, y_pred = holdout_predictions(load_run(streamed.path))
+    assert len(y_true) == manifest["data"]["rows"]["test"]
+    assert np.mean((y_pred - y_true) ** 2) == pytest.approx(on_disk["test"]["mse"], rel=1e-6)

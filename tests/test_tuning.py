@@ -290,3 +290,25 @@ def test_tune_command_prints_results_and_best_config(tmp_path, small_csv):
     assert "best config: " in result.output and "best.yaml" in result.output
     (best,) = (tmp_path / "runs").glob("*/*/best.yaml")
     assert spaces(load_config(best)) == []
+
+
+def test_hypermodel_builds_a_compiled_model_for_keras_tuner(small_csv):
+    import keras_tuner as kt
+
+    from builder import training
+    from builder.tuning import ConfigHyperModel
+
+    config = validate_config(search_config(small_csv))
+    splits = training.load_data(config, config.data_path())
+    hypermodel = ConfigHyperModel(config, splits)
+    hp = kt.HyperParameters()
+    hypermodel.declare_hyperparameters(hp)
+    names = [param.name for param in hp.space]
+    assert names[:2] == ["training.optimizer.learning_rate", "training.batch_size"]
+    assert "model.hidden.layer_2.units" in names  # declared, inactive at the default depth
+    hp.values["model.hidden.layers"] = 2
+    hp.ensure_active_values()  # defaults for the layers that became active
+    model = hypermodel.build(hp)
+    assert model.optimizer is not None  # compiled
+    dense = [layer.name for layer in model.layers if type(layer).__name__ == "Dense"]
+    assert dense == ["hidden_1", "hidden_2", "output"]
