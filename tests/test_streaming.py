@@ -1,5 +1,6 @@
-"""Streaming CSVs (builder.streaming): the hash split, the statistics pass, batches, errors, and
-training results against the in-memory path.
+"""Streaming CSVs (builder.streaming): the hash split, the statistics pass, batches, errors (the
+bad-CSV corpus gets the in-memory path's messages), and training results against the in-memory
+path.
 
 Tolerances (README, "Streaming and big CSVs"): on the same rows, the streaming statistics equal
 numpy's within 1e-9 relative (normalization, target, least-squares coefficients: float64 sums,
@@ -24,6 +25,11 @@ from builder.predict import holdout_predictions
 from builder.runs import load_run
 from builder.streaming import TEST, TRAIN, VALIDATION, CsvStream, split_codes
 from tests.conftest import FEATURES, TARGET, config_dict, make_linear_frame, write_yaml
+from tests.test_bad_csvs import ACCEPTED as GOOD_CSVS
+from tests.test_bad_csvs import FEATURES as CORPUS_FEATURES
+from tests.test_bad_csvs import FOLDER as CORPUS
+from tests.test_bad_csvs import REJECTED as BAD_CSVS
+from tests.test_bad_csvs import TARGET as CORPUS_TARGET
 
 FRACTIONS = {"validation": 0.15, "test": 0.15, "seed": 42}
 
@@ -308,3 +314,24 @@ def test_streamed_training_matches_the_in_memory_path(tmp_path):
     y_true, y_pred = holdout_predictions(load_run(streamed.path))
     assert len(y_true) == manifest["data"]["rows"]["test"]
     assert np.mean((y_pred - y_true) ** 2) == pytest.approx(on_disk["test"]["mse"], rel=1e-6)
+
+
+@pytest.mark.parametrize("name", sorted(BAD_CSVS))
+def test_bad_csv_corpus_gets_the_in_memory_messages(name):
+    stream = CsvStream(
+        CORPUS / name, CORPUS_FEATURES, CORPUS_TARGET, validation=0.15, test=0.15, seed=1
+    )
+    with pytest.raises(DataError) as info:
+        stream.scan()
+    message = str(info.value)
+    assert "\n" not in message and name in message, message
+    for fragment in BAD_CSVS[name]:
+        assert fragment in message, message
+
+
+@pytest.mark.parametrize("name", sorted(GOOD_CSVS))
+def test_unusual_but_valid_csvs_stream_every_row(name):
+    stream = CsvStream(
+        CORPUS / name, CORPUS_FEATURES, CORPUS_TARGET, validation=0.15, test=0.15, seed=1
+    )
+    assert sum(stream.scan().rows.values()) == GOOD_CSVS[name]
