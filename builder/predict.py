@@ -10,7 +10,6 @@ import pandas as pd
 
 from builder import data as data_mod
 from builder import metrics as metrics_mod
-from builder import streaming as streaming_mod
 from builder.errors import DataError
 from builder.runs import Run
 
@@ -82,7 +81,7 @@ def holdout_predictions(run: Run) -> tuple[np.ndarray, np.ndarray]:
     Raises:
         DataError: the data file is gone or has changed since training (SHA-256 differs).
     """
-    from builder.training import predict_array
+    from builder.training import open_data, predict_array
 
     config = run.config
     path = config.data_path()
@@ -93,21 +92,10 @@ def holdout_predictions(run: Run) -> tuple[np.ndarray, np.ndarray]:
         )
     if not path.exists():
         raise DataError(f"the run's data file {path} no longer exists.")
-    split = config.data.split
     # A streamed run split its rows by a hash of the row number (builder.streaming), not by the
     # in-memory permutation: its test rows are found the same way, reading the file in chunks.
     streamed = bool(run.manifest.get("data", {}).get("streaming"))
-    read = streaming_mod.CsvStream if streamed else data_mod.load_splits
-    splits = read(
-        path,
-        config.data.features,
-        config.data.target,
-        validation=split.validation,
-        test=split.test,
-        seed=split.seed,
-        missing=config.data.missing,
-        classification=config.task == "classification",
-    )
+    splits = open_data(config, path, streamed=streamed)
     recorded = run.manifest.get("data", {}).get("sha256")
     if recorded and recorded != splits.sha256:
         raise DataError(

@@ -377,21 +377,20 @@ def resume(
 
 def load_data(config: Config, data_path: Path) -> data_mod.Splits | streaming_mod.CsvStream:
     """Read and split the config's CSV, or stream it (``data.streaming``; README)."""
-    split = config.data.split
     if streaming_mod.use_streaming(config.data.streaming, data_path):
-        stream = streaming_mod.CsvStream(
-            data_path,
-            config.data.features,
-            config.data.target,
-            validation=split.validation,
-            test=split.test,
-            seed=split.seed,
-            missing=config.data.missing,
-            classification=config.task == "classification",
-        )
+        stream = open_data(config, data_path, streamed=True)
         stream.scan()  # counts, statistics and least squares, in one pass over the file
         return stream
-    return data_mod.load_splits(
+    return open_data(config, data_path, streamed=False)
+
+
+def open_data(
+    config: Config, data_path: Path, *, streamed: bool
+) -> data_mod.Splits | streaming_mod.CsvStream:
+    """The config's CSV split as the config says: in memory, or as an unscanned stream."""
+    split = config.data.split
+    read = streaming_mod.CsvStream if streamed else data_mod.load_splits
+    return read(
         data_path,
         config.data.features,
         config.data.target,
