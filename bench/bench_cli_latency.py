@@ -35,12 +35,12 @@ COMMANDS = {
     ],
     "builder schema": [BUILDER, "schema"],
 }
-# Runs the CLI in-process, then reports whether TensorFlow or Keras got imported.
+# Runs the CLI in-process, then reports whether TensorFlow or Keras got imported. main() is given
+# its arguments, so it ends with SystemExit rather than the console script's os._exit.
 PROBE = (
     "import sys\n"
-    "from builder.cli import main\n"
-    "sys.argv = ['builder', *sys.argv[1:]]\n"
-    "try:\n    main()\nexcept SystemExit:\n    pass\n"
+    "from builder.cli_fast import main\n"
+    "try:\n    main(sys.argv[1:])\nexcept SystemExit:\n    pass\n"
     "heavy = sorted(m for m in ('tensorflow', 'keras') if m in sys.modules)\n"
     "sys.stderr.write('HEAVY=' + ','.join(heavy) + '\\n')\n"
 )

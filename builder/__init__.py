@@ -7,6 +7,7 @@ on first use, so config-only tools answer at once.
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 from builder.errors import BuilderError, ConfigError, DataError, RunError
@@ -23,6 +24,10 @@ __all__ = [
     "train",
 ]
 __version__ = "0.1.0"
+
+# The config's JSON Schema as a file: for editors ("$schema" in a YAML language server), and
+# so `builder schema` prints it without importing pydantic (tests/test_config.py keeps it current).
+SCHEMA_FILE = Path(__file__).with_name("config.schema.json")
 
 # Config names are lazy too: `builder --help` imports builder.errors, and with it this package;
 # importing pydantic and building the config classes here would add ~0.3 s to every command.

@@ -1,5 +1,5 @@
 """``python -m builder``: the same as the ``builder`` command."""
 
-from builder.cli import main
+from builder.cli_fast import main
 
 main()

@@ -12,6 +12,7 @@ at once because of it.
 from __future__ import annotations
 
 import difflib
+import json
 import re
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -874,3 +875,14 @@ def json_schema() -> dict[str, Any]:
     schema["$schema"] = "https://json-schema.org/draft/2020-12/schema"
     schema["title"] = "builder config"
     return schema
+
+
+def json_schema_text() -> str:
+    """``json_schema()`` as the text of ``builder.SCHEMA_FILE`` (what ``builder schema`` prints).
+
+    Regenerate the shipped file after changing the schema::
+
+        python -c "import builder as b, builder.config as c
+        b.SCHEMA_FILE.write_text(c.json_schema_text())"
+    """
+    return json.dumps(json_schema(), indent=2) + "\n"

@@ -43,7 +43,8 @@ MAXIMIZED = ("accuracy", "binary_accuracy", "auc", "precision", "recall")
 
 
 class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", strict=True)
+    # defer_build: built with Config on first use, not at import (see builder.config._Strict).
+    model_config = ConfigDict(extra="forbid", strict=True, defer_build=True)
 
 
 class SearchSpace(_Strict):
@@ -136,9 +137,12 @@ def searchable(inner: Any, base: type) -> Any:
             only ``choice``).
     """
     kinds = {int: ("int", "choice"), float: ("float", "choice"), str: ("choice",)}[base]
-    adapter = TypeAdapter(inner)
+    adapters: list[TypeAdapter] = []  # made on first use: each costs a schema build at import
 
     def check(space: SearchSpace) -> SearchSpace:
+        if not adapters:
+            adapters.append(TypeAdapter(inner))
+        adapter = adapters[0]
         if space.search not in kinds:
             allowed = " or ".join(kinds)
             _fail(f"must be {allowed} for this key", "search", f"search={space.search!r}")

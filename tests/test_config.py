@@ -10,6 +10,7 @@ import jsonschema
 import pytest
 import yaml
 
+from builder import SCHEMA_FILE
 from builder.config import (
     ACTIVATIONS,
     INITIALIZERS,
@@ -19,6 +20,7 @@ from builder.config import (
     OPTIMIZERS,
     THRESHOLD_GRADIENTS,
     json_schema,
+    json_schema_text,
     load_config,
     parameter_count,
     parse_config,
@@ -233,6 +235,14 @@ def test_missing_file_and_directory_and_binary(tmp_path):
 @pytest.mark.parametrize("path", CONFIGS, ids=lambda p: p.name)
 def test_json_schema_validates_shipped_configs(path):
     jsonschema.validate(yaml.safe_load(path.read_text()), json_schema())
+
+
+def test_shipped_schema_file_is_current():
+    # `builder schema` prints this file rather than importing pydantic; it must not go stale.
+    assert SCHEMA_FILE.read_text(encoding="utf-8") == json_schema_text(), (
+        'builder/config.schema.json is stale; regenerate it: python -c "import builder, '
+        'builder.config as c; builder.SCHEMA_FILE.write_text(c.json_schema_text())"'
+    )
 
 
 def test_json_schema_rejects_an_unknown_key():
