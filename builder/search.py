@@ -15,6 +15,7 @@ config that still has them (``require_values``).
 
 from __future__ import annotations
 
+import importlib.util
 import math
 from typing import Annotated, Any, Literal
 
@@ -37,6 +38,9 @@ from builder.errors import ConfigError
 VALUE_TAG = "value"
 SPACE_TAG = "space"
 SPACE_TAGS = (VALUE_TAG, SPACE_TAG)
+
+# What Keras Tuner's BayesianOptimization imports; the `bayesian` extra installs them.
+BAYESIAN_MODULES = ("sklearn", "scipy")
 
 # Objectives where larger is better; every other objective is minimized.
 MAXIMIZED = ("accuracy", "binary_accuracy", "auc", "precision", "recall")
@@ -282,6 +286,15 @@ def require_tunable(config: Any) -> None:
         raise ConfigError(
             "training.distribution must be none or mirrored for builder tune (its trials run "
             f"on one machine). Received: distribution='multi_worker'{where}"
+        )
+    tuner = config.tune.tuner if config.tune is not None else "random"
+    missing = [name for name in BAYESIAN_MODULES if importlib.util.find_spec(name) is None]
+    if tuner == "bayesian" and missing:
+        raise ConfigError(
+            f"tune.tuner: bayesian needs {' and '.join(missing)}, which builder installs only on "
+            "request (Keras imports scikit-learn on every start when it is installed): "
+            "pip install -e '.[bayesian]', or use tuner: random or hyperband. "
+            f"Received: tuner='bayesian'{config.where('tune', 'tuner')}"
         )
 
 

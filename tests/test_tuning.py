@@ -211,6 +211,33 @@ def test_tune_refuses_a_config_without_spaces(tmp_path, small_csv):
         tune(write_yaml(tmp_path / "mw.yaml", config), runs_dir=tmp_path / "runs")
 
 
+def test_bayesian_without_its_extra_is_one_clear_line(tmp_path, small_csv, monkeypatch):
+    import importlib.util
+
+    find_spec = importlib.util.find_spec
+
+    def without_sklearn(name, *args):  # as in an install without the `bayesian` extra
+        return None if name == "sklearn" else find_spec(name, *args)
+
+    monkeypatch.setattr(importlib.util, "find_spec", without_sklearn)
+    path = write_yaml(tmp_path / "b.yaml", search_config(small_csv, tuner="bayesian"))
+    result = CliRunner().invoke(app, ["tune", str(path), "--runs-dir", str(tmp_path / "runs")])
+    assert result.exit_code == 2
+    line = result.output.strip()
+    assert line.startswith("error: tune.tuner: bayesian needs sklearn, which builder installs")
+    assert "pip install -e '.[bayesian]'" in line and "Received: tuner='bayesian'" in line
+    assert line.endswith(f"({path}, line {_line_of(path, 'tuner:')})")
+    assert "\n" not in line and not (tmp_path / "runs").exists()
+    monkeypatch.undo()  # with scikit-learn (the test extra installs it) the same config tunes
+    from builder.search import require_tunable
+
+    require_tunable(load_config(path))
+
+
+def _line_of(path, text):
+    return next(i for i, line in enumerate(path.read_text().splitlines(), 1) if text in line)
+
+
 def test_changed_search_space_gets_another_tuner_project(small_csv):
     from builder.tuning import config_hash
 
