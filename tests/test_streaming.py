@@ -151,14 +151,13 @@ def test_missing_cells_dropped_or_filled_like_in_memory(frame, tmp_path):
 # ---- batches
 
 
-def test_batches_hold_each_training_row_once_reshuffled_each_epoch(csv, frame):
+def test_dataset_holds_each_training_row_once_reshuffled_each_epoch(csv, frame):
     stream = _stream(csv, chunk_rows=300, shuffle_rows=700)
     train_y = np.sort(frame[TARGET].to_numpy()[_parts(frame) == TRAIN].astype(np.float32))
-
-    def epoch(number):
-        return list(stream.batches("train", 64, shuffle_seed=5, epoch=number))
-
-    first, again, second = epoch(0), epoch(0), epoch(1)
+    data = stream.dataset("train", 64, shuffle_seed=5)
+    first, second = list(data.as_numpy_iterator()), list(data.as_numpy_iterator())  # epochs 0, 1
+    again = list(stream.dataset("train", 64, shuffle_seed=5).as_numpy_iterator())  # epoch 0
+    # Full batches across window boundaries (windows hold 700+ rows, not a multiple of 64).
     assert all(len(y) == 64 for _, y in first[:-1]) and 0 < len(first[-1][1]) <= 64
     assert first[0][0].shape == (64, 3) and first[0][1].shape == (64, 1)
     for batches in (first, second):
@@ -167,9 +166,23 @@ def test_batches_hold_each_training_row_once_reshuffled_each_epoch(csv, frame):
         )
     np.testing.assert_array_equal(first[0][1], again[0][1])
     assert not np.array_equal(first[0][1], second[0][1])
-    in_order = np.concatenate([y for _, y in stream.batches("test", 64)])[:, 0]
+    in_order = np.concatenate([y for _, y in stream.dataset("test", 64).as_numpy_iterator()])
     expected = frame[TARGET].to_numpy()[_parts(frame) == TEST].astype(np.float32)
-    np.testing.assert_array_equal(in_order, expected)
+    np.testing.assert_array_equal(in_order[:, 0], expected)
+
+
+def test_shuffled_windows_are_consecutive_rows(csv, frame):
+    stream = _stream(csv, chunk_rows=300, shuffle_rows=700)
+    train_y = frame[TARGET].to_numpy()[_parts(frame) == TRAIN].astype(np.float32)
+    windows = [y[:, 0] for _, y in stream.windows("train", shuffle_seed=5)]
+    assert all(len(w) >= 700 for w in windows[:-1]) and len(windows) > 1
+    start = 0
+    for window in windows:  # each window: the next rows of the part, in another order
+        np.testing.assert_array_equal(
+            np.sort(window), np.sort(train_y[start : start + len(window)])
+        )
+        start += len(window)
+    assert start == len(train_y)
 
 
 def test_dataset_knows_its_size(csv):
