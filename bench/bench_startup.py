@@ -62,6 +62,7 @@ def main() -> None:
         sys.exit("This bench needs scikit-learn in this environment: pip install -e '.[bayesian]'")
     cases = ("with", "without")
     samples: dict[str, list[float]] = {case: [] for case in cases}
+    _common.DATA.mkdir(parents=True, exist_ok=True)
     runs_dir = tempfile.mkdtemp(prefix="bench_startup_", dir=_common.DATA)
     try:
         for case in cases:  # warm-up: bytecode and page cache

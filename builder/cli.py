@@ -1,7 +1,9 @@
 """The ``builder`` command line: parse, make one library call, render.
 
-The only module that prints or exits. A ``BuilderError`` (the user's config, CSV, model file or
-path) becomes one line on stderr and exit code 2; ``--debug`` shows the traceback instead.
+With ``builder.cli_fast`` (the console script, which answers ``validate`` and ``schema`` before
+typer loads and hands everything else here), the only module that prints or exits. A
+``BuilderError`` (the user's config, CSV, model file or path) becomes one line on stderr and exit
+code 2; ``--debug`` shows the traceback instead.
 TensorFlow is imported inside the commands that need a model, so ``--help``, ``validate`` and
 ``schema`` answer at once.
 """

@@ -73,6 +73,14 @@ def _without_gc(command: Callable[..., int], *args: Any) -> int:
         gc.enable()
 
 
+def _reader_left() -> int:
+    # `builder schema | head`: the reader closed the pipe. Say nothing more, as click does, and
+    # point stdout at /dev/null so that no later flush raises again. Exit code 1, as click's.
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, sys.stdout.fileno())
+    return 1
+
+
 def _exit_now(code: int) -> None:
     # Tearing the interpreter down (freeing every module pydantic brought in) takes ~85 ms, a
     # fifth of `validate`. These commands write no files and register nothing to run at exit, so
@@ -80,8 +88,8 @@ def _exit_now(code: int) -> None:
     try:
         sys.stdout.flush()
         sys.stderr.flush()
-    except BrokenPipeError:  # `builder schema | head`: the reader left; nothing more to say
-        code = code or 1
+    except BrokenPipeError:
+        code = _reader_left()
     os._exit(code)
 
 
@@ -94,15 +102,18 @@ def main(argv: Sequence[str] | None = None) -> None:
             Given, a fast command ends with ``SystemExit`` instead (for tests and embedding).
     """
     args = list(sys.argv[1:] if argv is None else argv)
-    if len(args) >= 2 and args[0] == "validate" and _plain(args):
-        code = _without_gc(validate, [Path(arg) for arg in args[1:]])
-    elif args == ["schema"]:
-        code = schema()
-    else:
-        from builder.cli import app
+    try:
+        if len(args) >= 2 and args[0] == "validate" and _plain(args):
+            code = _without_gc(validate, [Path(arg) for arg in args[1:]])
+        elif args == ["schema"]:
+            code = schema()
+        else:
+            from builder.cli import app
 
-        app(args=args, prog_name="builder")
-        return
+            app(args=args, prog_name="builder")
+            return
+    except BrokenPipeError:
+        code = _reader_left()
     if argv is None:
         _exit_now(code)
     sys.exit(code)

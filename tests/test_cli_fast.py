@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import gc
 import json
+import os
 import subprocess
 import sys
 
@@ -108,16 +109,44 @@ def test_console_script_flushes_before_it_exits(tmp_path):
     # anything left unflushed would be lost.
     bad = tmp_path / "bad.yaml"
     bad.write_text(BAD)
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONUNBUFFERED"}  # buffered, as usual
     out = subprocess.run(
         [sys.executable, "-m", "builder", "validate", str(CONFIGS[0]), str(bad)],
         capture_output=True,
         text=True,
         cwd=ROOT,
+        env=env,
     )
     assert out.returncode == 2
     assert out.stdout == f"valid: {CONFIGS[0]} (salary_linear, regression)\n"
     assert out.stderr.startswith("invalid: training.epochs must be a positive integer.")
     schema = subprocess.run(
-        [sys.executable, "-m", "builder", "schema"], capture_output=True, cwd=ROOT, check=True
+        [sys.executable, "-m", "builder", "schema"],
+        capture_output=True,
+        cwd=ROOT,
+        env=env,
+        check=True,
     )
     assert schema.stdout == SCHEMA_FILE.read_bytes()
+
+
+@pytest.mark.parametrize("unbuffered", [False, True], ids=["buffered", "unbuffered"])
+@pytest.mark.parametrize("args", [["schema"], ["validate", str(CONFIGS[0])]], ids=str)
+def test_a_reader_that_leaves_early_gets_no_traceback(args, unbuffered):
+    # `builder schema | head -1`: the pipe closes before builder writes. Exit 1, quietly, as the
+    # typer app (click) does.
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONUNBUFFERED"}
+    if unbuffered:
+        env["PYTHONUNBUFFERED"] = "1"
+    read, write = os.pipe()
+    os.close(read)
+    with os.fdopen(write, "wb") as closed_pipe:
+        done = subprocess.run(
+            [sys.executable, "-m", "builder", *args],
+            stdout=closed_pipe,
+            stderr=subprocess.PIPE,
+            text=True,
+            cwd=ROOT,
+            env=env,
+        )
+    assert (done.returncode, done.stderr) == (1, "")

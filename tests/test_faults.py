@@ -36,6 +36,12 @@ def slow_config(tmp_path_factory):
     return write_yaml(folder / "slow.yaml", config_dict(str(csv), **SLOW))
 
 
+def _sigint_default() -> None:
+    # A command a non-interactive shell starts in the background (`.ci/run &`) inherits SIGINT
+    # ignored, and Python then keeps ignoring it; the child gets the terminal's default back.
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def _start(args, **kwargs):
     env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
     return subprocess.Popen(
@@ -44,6 +50,7 @@ def _start(args, **kwargs):
         stderr=subprocess.PIPE,
         text=True,
         env=env,
+        preexec_fn=_sigint_default,
         **kwargs,
     )
 
