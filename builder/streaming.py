@@ -654,7 +654,8 @@ class CsvStream:
             tf.TensorSpec((None, 1), tf.float32),
         )
         data = tf.data.Dataset.from_generator(generate, output_signature=spec)
-        data = data.rebatch(batch_size)
+        # The next window is parsed while this one trains (one more window in memory).
+        data = data.prefetch(1).rebatch(batch_size)
         data = data.apply(tf.data.experimental.assert_cardinality(math.ceil(n / batch_size)))
         return data.prefetch(tf.data.AUTOTUNE)
 
