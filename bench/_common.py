@@ -25,7 +25,7 @@ BENCH = ROOT / "bench"
 RESULTS = BENCH / "results"
 DATA = BENCH / "_data"
 # scikit-learn for the reference scripts only: installed here rather than into builder's
-# environment, because `import keras` imports scikit-learn whenever it is installed (+~1.5 s to
+# environment, because `import keras` imports scikit-learn whenever it is installed (+1.5-2.5 s to
 # every TensorFlow command). `pip install --target bench/_data/deps --no-deps scikit-learn scipy
 # joblib threadpoolctl` (bench/README.md).
 DEPS = DATA / "deps"
