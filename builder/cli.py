@@ -428,16 +428,18 @@ def predict(
                     f"--output {output} must be in an existing, writable directory. "
                     f"Received: {parent}"
                 )
-        from builder.predict import predict as run_predict
-        from builder.runs import load_run, write_text
+        from builder.predict import predict_chunks
+        from builder.runs import load_run, write_csv_frames
 
-        frame = run_predict(load_run(run), data)
-        text = frame.to_csv(index=False)
+        # Chunk by chunk, so a CSV larger than memory works: --output appears whole or not at
+        # all; stdout gets each chunk as it is ready (a bad row later on stops it there).
+        chunks = predict_chunks(load_run(run), data)
         if output is None:
-            sys.stdout.write(text)
+            for i, frame in enumerate(chunks):
+                sys.stdout.write(frame.to_csv(index=False, header=i == 0))
         else:
-            write_text(output, text)
-            err.print(f"wrote {len(frame)} predictions to {output}", markup=False)
+            rows = write_csv_frames(output, chunks)
+            err.print(f"wrote {rows} predictions to {output}", markup=False)
 
 
 @app.command()

@@ -6,12 +6,15 @@ names the file, the column and, where it applies, the first offending line and v
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import difflib
 import hashlib
-from collections.abc import Sequence
+import itertools
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -73,6 +76,12 @@ def _header(path: Path) -> list[str]:
             raise DataError(f"{path} must be a UTF-8 CSV file. Received: {err}") from None
 
 
+# Cells read as missing. builder.streaming reads with the same list.
+NA_VALUES = ["", "NA", "N/A", "NaN", "nan", "NULL", "null"]
+# Rows parsed at a time by ``read_column_chunks`` (predict and evaluate).
+CHUNK_ROWS = 131_072
+
+
 def read_columns(
     path: str | Path,
     columns: Sequence[str],
@@ -96,6 +105,85 @@ def read_columns(
         DataError: missing file or column, non-numeric or infinite value, empty cells, no rows.
     """
     path = Path(path)
+    wanted = _wanted_columns(path, columns, optional)
+    frame = _read_csv(path, _csv_options())
+    return _checked(frame[wanted], path, missing, start=0, whole=True)
+
+
+def read_column_chunks(
+    path: str | Path,
+    columns: Sequence[str],
+    *,
+    missing: str = "error",
+    chunk_rows: int = CHUNK_ROWS,
+    text: bool = True,
+) -> Iterator[tuple[pd.DataFrame, pd.DataFrame | None]]:
+    """``read_columns`` in chunks of rows, each also as the file's text, for files of any size.
+
+    Yields:
+        ``(numeric, text)`` per chunk: ``numeric`` as ``read_columns`` returns it (index: the
+        row number in the file), ``text`` every column of the same rows as the strings in the
+        file (``None`` when ``text`` is false). Errors name the file's line, as ``read_columns``
+        does.
+
+    Raises:
+        DataError: as ``read_columns``; a problem in a later chunk is raised when it is reached.
+    """
+    path = Path(path)
+    wanted = _wanted_columns(path, columns, ())
+    # Two readers in step: one parses numbers as read_columns does, one (if asked) keeps the
+    # text as it is (predict writes every input column back unchanged).
+    numbers = _read_csv(path, {**_csv_options(), "chunksize": chunk_rows})
+    texts = (
+        _read_csv(
+            path,
+            {
+                "encoding": "utf-8-sig",
+                "dtype": str,
+                "keep_default_na": False,
+                "chunksize": chunk_rows,
+            },
+        )
+        if text
+        else None
+    )
+    start = 0
+    # With missing: error, the first empty cell stops the output, but reading goes on (checking
+    # every value) so that the message counts and places the empty cells as read_columns does.
+    empty: dict[str, list[int]] | None = None
+    with numbers, texts if texts is not None else contextlib.nullcontext():
+        strings = _chunks(texts, path) if texts is not None else itertools.repeat(None)
+        for frame, as_text in zip(_chunks(numbers, path), strings, strict=texts is not None):
+            policy = "drop" if missing == "error" else missing  # empty cells left as NaN
+            numeric = _checked(frame[wanted], path, policy, start=start, whole=False)
+            if missing == "error":
+                holes = numeric.isna().to_numpy()
+                if empty is None and holes.any():
+                    empty = {name: [] for name in wanted}
+                if empty is not None:
+                    for i, name in enumerate(wanted):
+                        empty[name].extend(start + np.flatnonzero(holes[:, i]))
+            if empty is None:
+                yield numeric, as_text
+            start += len(frame)
+    if start == 0:
+        raise DataError(f"{path} has a header but no data rows.")
+    if empty is not None:
+        name = next(c for c in wanted if empty[c])
+        raise DataError(_empty_cells_message(path, name, empty[name]))
+
+
+def _csv_options() -> dict:
+    # No usecols: with it pandas silently accepts rows with too many fields.
+    return {
+        "encoding": "utf-8-sig",
+        "skipinitialspace": True,
+        "keep_default_na": False,
+        "na_values": NA_VALUES,
+    }
+
+
+def _wanted_columns(path: Path, columns: Sequence[str], optional: Sequence[str]) -> list[str]:
     if not path.exists():
         raise DataError(f"data file {path} does not exist.")
     if path.is_dir():
@@ -108,27 +196,36 @@ def read_columns(
         if name in seen:
             raise DataError(f"{path}: column names must be unique. Received: '{name}' twice")
         seen.add(name)
-    wanted = [*columns, *[c for c in optional if c in header and c not in columns]]
     absent = [c for c in columns if c not in header]
     if absent:
         raise DataError(_absent_message(path, absent[0], header))
+    return [*columns, *[c for c in optional if c in header and c not in columns]]
 
+
+def _read_csv(path: Path, options: dict) -> Any:
     try:
-        # No usecols: with it pandas silently accepts rows with too many fields.
-        frame = pd.read_csv(
-            path,
-            encoding="utf-8-sig",
-            skipinitialspace=True,
-            keep_default_na=False,
-            na_values=["", "NA", "N/A", "NaN", "nan", "NULL", "null"],
-        )
+        return pd.read_csv(path, **options)
     except (UnicodeDecodeError, pd.errors.ParserError, ValueError) as err:
         raise DataError(f"{path} could not be read as CSV: {str(err).splitlines()[0]}") from None
-    frame = frame[wanted]
-    if len(frame) == 0:
+
+
+def _chunks(reader: Any, path: Path) -> Iterator[pd.DataFrame]:
+    while True:
+        try:
+            yield next(reader)
+        except StopIteration:
+            return
+        except (UnicodeDecodeError, pd.errors.ParserError, ValueError) as err:
+            first = str(err).splitlines()[0]
+            raise DataError(f"{path} could not be read as CSV: {first}") from None
+
+
+def _checked(frame: pd.DataFrame, path: Path, missing: str, *, start: int, whole: bool):
+    if whole and len(frame) == 0:
         raise DataError(f"{path} has a header but no data rows.")
-    for name in wanted:
-        frame[name] = _numeric(frame[name], name, path)
+    frame = frame.copy()
+    for name in frame.columns:
+        frame[name] = _numeric(frame[name], name, path, start)
     return _handle_missing(frame, path, missing)
 
 
@@ -143,7 +240,7 @@ def _absent_message(path: Path, name: str, header: list[str]) -> str:
     return f"{message} Received columns: {shown}"
 
 
-def _numeric(column: pd.Series, name: str, path: Path) -> pd.Series:
+def _numeric(column: pd.Series, name: str, path: Path, start: int = 0) -> pd.Series:
     if not pd.api.types.is_numeric_dtype(column) or pd.api.types.is_bool_dtype(column):
         values = pd.to_numeric(column.astype("string").str.strip(), errors="coerce")
         bad = values.isna() & column.notna()
@@ -151,7 +248,7 @@ def _numeric(column: pd.Series, name: str, path: Path) -> pd.Series:
             row = int(np.flatnonzero(bad.to_numpy())[0])
             raise DataError(
                 f"{path}: column '{name}' must be numeric. "
-                f"Received: {column.iloc[row]!r} on line {row + 2}"
+                f"Received: {column.iloc[row]!r} on line {start + row + 2}"
             )
         column = values
     column = column.astype("float64")
@@ -160,26 +257,28 @@ def _numeric(column: pd.Series, name: str, path: Path) -> pd.Series:
         row = int(np.flatnonzero(infinite)[0])
         raise DataError(
             f"{path}: column '{name}' must be finite. "
-            f"Received: {column.iloc[row]} on line {row + 2}"
+            f"Received: {column.iloc[row]} on line {start + row + 2}"
         )
     return column
 
 
 def _handle_missing(frame: pd.DataFrame, path: Path, policy: str) -> pd.DataFrame:
     empty = frame.isna()
-    if not empty.to_numpy().any():
-        return frame
-    if policy == "error":
+    if policy == "error" and empty.to_numpy().any():
         name = next(c for c in frame.columns if empty[c].any())
-        rows = np.flatnonzero(empty[name].to_numpy())
-        lines = ", ".join(str(r + 2) for r in rows[:5]) + (" ..." if len(rows) > 5 else "")
-        lines = ("lines " if len(rows) > 1 else "line ") + lines
-        raise DataError(
-            f"{path}: column '{name}' must have no empty or NaN cells "
-            f"(set data.missing to drop or mean to allow them). "
-            f"Received: {len(rows)} empty on {lines}"
-        )
+        raise DataError(_empty_cells_message(path, name, np.flatnonzero(empty[name].to_numpy())))
     return frame  # drop and mean are applied by load_splits, which records what they did
+
+
+def _empty_cells_message(path: Path, name: str, rows: Sequence[int]) -> str:
+    """The ``missing: error`` message for column ``name``, empty in data rows ``rows`` (0-based)."""
+    lines = ", ".join(str(r + 2) for r in rows[:5]) + (" ..." if len(rows) > 5 else "")
+    lines = ("lines " if len(rows) > 1 else "line ") + lines
+    return (
+        f"{path}: column '{name}' must have no empty or NaN cells "
+        f"(set data.missing to drop or mean to allow them). "
+        f"Received: {len(rows)} empty on {lines}"
+    )
 
 
 def split_rows(

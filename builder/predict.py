@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -19,59 +20,93 @@ def prediction_column(run: Run) -> str:
     return f"predicted_{run.config.data.target}"
 
 
-def _features(run: Run, path: Path, *, with_target: bool) -> pd.DataFrame:
+def _chunks(
+    run: Run, path: Path, *, with_target: bool, chunk_rows: int
+) -> Iterator[tuple[pd.DataFrame, pd.DataFrame]]:
+    """``(numeric, text)`` chunks of the CSV, checked, with empty cells handled as configured.
+
+    ``text`` (every column as written, for predict's output) is ``None`` with ``with_target``.
+    """
     config = run.config
     columns = [*config.data.features, *([config.data.target] if with_target else [])]
     # Predictions keep every row, so "drop" cannot apply; "mean" fills from the training means
     # that the model's normalization layer holds.
     policy = "mean" if config.data.missing == "mean" else "error"
-    frame = data_mod.read_columns(path, columns, missing=policy)
-    if policy == "mean" and frame.isna().to_numpy().any():
-        from builder.inspection import _normalization
+    means = None
+    for numeric, text in data_mod.read_column_chunks(
+        path, columns, missing=policy, chunk_rows=chunk_rows, text=not with_target
+    ):
+        if policy == "mean" and numeric.isna().to_numpy().any():
+            if means is None:
+                from builder.inspection import _normalization
 
-        norm = _normalization(run.model)
-        if norm is None:
-            raise DataError(f"{path}: empty cells need a model with input normalization.")
-        for i, name in enumerate(config.data.features):
-            frame[name] = frame[name].fillna(norm[0][i])
-        if with_target and frame[config.data.target].isna().any():
-            frame = frame[frame[config.data.target].notna()]
-    return frame
+                norm = _normalization(run.model)
+                if norm is None:
+                    raise DataError(f"{path}: empty cells need a model with input normalization.")
+                means = norm[0]
+            for i, name in enumerate(config.data.features):
+                numeric[name] = numeric[name].fillna(means[i])
+            if with_target:
+                numeric = numeric[numeric[config.data.target].notna()]
+        yield numeric, text
+
+
+def predict_chunks(
+    run: Run, path: str | Path, *, chunk_rows: int = data_mod.CHUNK_ROWS
+) -> Iterator[pd.DataFrame]:
+    """``predict`` chunk by chunk, for CSVs of any size: each chunk's rows with the column added.
+
+    Raises:
+        DataError: as ``predict``; a bad value in a later chunk is raised when it is reached.
+    """
+    from builder.training import predict_array
+
+    path = Path(path)
+    column = prediction_column(run)
+    if path.is_file() and column in data_mod._header(path):
+        raise DataError(f"{path} already has a column '{column}'; predict would overwrite it.")
+    features = list(run.config.data.features)
+    for numeric, text in _chunks(run, path, with_target=False, chunk_rows=chunk_rows):
+        text[column] = predict_array(run.model, numeric[features].to_numpy(np.float32))
+        yield text
 
 
 def predict(run: Run, path: str | Path) -> pd.DataFrame:
     """The CSV's rows, every column and the original order kept, plus a prediction column.
 
     Only the feature columns are needed; the target may be absent. Columns are found by name, so
-    their order in the file does not matter.
+    their order in the file does not matter. The whole result is one frame; ``predict_chunks``
+    gives it in pieces (``builder predict`` writes those as they come).
+    """
+    return pd.concat(list(predict_chunks(run, path)), ignore_index=True)
+
+
+def evaluate(
+    run: Run, path: str | Path, *, chunk_rows: int = data_mod.CHUNK_ROWS
+) -> dict[str, Any]:
+    """Metrics of the run's model on another CSV (which must have the target column).
+
+    The CSV is read in chunks; only the target and the predictions (8 bytes a row each) are held.
     """
     from builder.training import predict_array
 
     path = Path(path)
-    frame = _features(run, path, with_target=False)
-    original = pd.read_csv(path, dtype=str, keep_default_na=False, encoding="utf-8-sig")
-    column = prediction_column(run)
-    if column in original.columns:
-        raise DataError(f"{path} already has a column '{column}'; predict would overwrite it.")
-    x = frame[list(run.config.data.features)].to_numpy(np.float32)
-    original[column] = predict_array(run.model, x)
-    return original
-
-
-def evaluate(run: Run, path: str | Path) -> dict[str, Any]:
-    """Metrics of the run's model on another CSV (which must have the target column)."""
-    from builder.training import predict_array
-
-    path = Path(path)
-    frame = _features(run, path, with_target=True)
-    x = frame[list(run.config.data.features)].to_numpy(np.float32)
-    y = frame[run.config.data.target].to_numpy(np.float64)
-    task = run.config.task or "regression"
+    config = run.config
+    features = list(config.data.features)
+    ys, predictions = [], []
+    for numeric, _ in _chunks(run, path, with_target=True, chunk_rows=chunk_rows):
+        if len(numeric):
+            ys.append(numeric[config.data.target].to_numpy(np.float64))
+            predictions.append(predict_array(run.model, numeric[features].to_numpy(np.float32)))
+    if not ys:
+        raise DataError(f"{path} has no row with a target value to score.")
+    y = np.concatenate(ys)
+    task = config.task or "regression"
     return {
         "data": str(path),
-        "rows": len(frame),
+        "rows": len(y),
         "task": task,
-        "metrics": metrics_mod.score(task, y, predict_array(run.model, x)),
+        "metrics": metrics_mod.score(task, y, np.concatenate(predictions)),
     }
 
 

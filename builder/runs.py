@@ -20,7 +20,7 @@ import json
 import os
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -94,6 +94,25 @@ def atomic_write(path: Path, write: Callable[[Path], None]) -> None:
 def write_text(path: Path, text: str) -> None:
     """Write a text file whole."""
     atomic_write(path, lambda tmp: tmp.write_text(text, encoding="utf-8"))
+
+
+def write_csv_frames(path: Path, frames: Iterable[Any]) -> int:
+    """Write pandas frames as one CSV (the first one's header), whole or not at all.
+
+    Returns:
+        The number of data rows written.
+    """
+    rows = 0
+
+    def write(tmp: Path) -> None:
+        nonlocal rows
+        with open(tmp, "w", encoding="utf-8", newline="") as handle:
+            for i, frame in enumerate(frames):
+                frame.to_csv(handle, index=False, header=i == 0)
+                rows += len(frame)
+
+    atomic_write(path, write)
+    return rows
 
 
 def write_json(path: Path, data: Any) -> None:

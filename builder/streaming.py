@@ -55,7 +55,7 @@ by a hash of the row number). Accuracy and MSE are accumulated exactly over ever
 
 PARTS = ("train", "validation", "test")
 TRAIN, VALIDATION, TEST = 0, 1, 2
-NA_VALUES = ["", "NA", "N/A", "NaN", "nan", "NULL", "null"]  # as builder.data reads them
+NA_VALUES = data_mod.NA_VALUES  # cells read as missing, as builder.data reads them
 
 _MASK64 = (1 << 64) - 1
 _GOLDEN = 0x9E3779B97F4A7C15

@@ -6,12 +6,13 @@ import json
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pytest
 from typer.testing import CliRunner
 
 import builder
 from builder.cli import app
-from builder.data import load_splits
+from builder.data import load_splits, read_column_chunks, read_columns
 from builder.errors import DataError
 from tests.conftest import write_yaml
 
@@ -75,6 +76,28 @@ def test_rejected(name):
     assert "\n" not in message and name in message, message
     for fragment in REJECTED[name]:
         assert fragment in message, message
+
+
+@pytest.mark.parametrize("name", sorted({*REJECTED, *ACCEPTED}))
+def test_chunked_reading_says_what_whole_reading_says(name):
+    # predict and evaluate read in chunks (3 rows here): same rows, same errors, same lines.
+    columns = [*FEATURES, TARGET]
+    try:
+        whole = read_columns(FOLDER / name, columns)
+    except DataError as error:
+        with pytest.raises(DataError) as chunked:
+            list(read_column_chunks(FOLDER / name, columns, chunk_rows=3))
+        assert str(chunked.value) == str(error)
+        return
+    chunks = list(read_column_chunks(FOLDER / name, columns, chunk_rows=3))
+    assert len(chunks) == -(-len(whole) // 3)
+    numeric = pd.concat([n for n, _ in chunks])
+    pd.testing.assert_frame_equal(numeric, whole)
+    text = pd.concat([t for _, t in chunks], ignore_index=True)
+    assert len(text) == len(whole) and set(columns) <= set(text.columns)
+    numbers_only = list(read_column_chunks(FOLDER / name, columns, chunk_rows=3, text=False))
+    assert all(t is None for _, t in numbers_only)
+    pd.testing.assert_frame_equal(pd.concat([n for n, _ in numbers_only]), whole)
 
 
 @pytest.mark.parametrize("name", sorted(ACCEPTED))

@@ -16,7 +16,7 @@ import builder
 from builder.config import load_config
 from builder.data import split_rows
 from builder.inspection import raw_equation
-from builder.predict import evaluate, predict
+from builder.predict import evaluate, predict, predict_chunks
 from builder.runs import FILES, load_run
 from tests.conftest import (
     CONFIGS,
@@ -144,6 +144,41 @@ def test_evaluate_on_another_csv(trained_run, tmp_path):
     assert result["rows"] == 200
     assert set(result["metrics"]) == {"mse", "rmse", "mae", "r2"}
     assert all(np.isfinite(v) for v in result["metrics"].values())
+
+
+def test_predict_and_evaluate_in_chunks_match_the_whole_file(trained_run, tmp_path):
+    csv = tmp_path / "new.csv"
+    make_linear_frame(rows=40, seed=6).to_csv(csv, index=False)
+    run = load_run(trained_run.path)
+    chunks = list(predict_chunks(run, csv, chunk_rows=7))
+    assert [len(c) for c in chunks] == [7, 7, 7, 7, 7, 5]
+    pd.testing.assert_frame_equal(pd.concat(chunks, ignore_index=True), predict(run, csv))
+    whole, chunked = evaluate(run, csv), evaluate(run, csv, chunk_rows=7)
+    assert chunked["rows"] == whole["rows"] == 40
+    for name, value in whole["metrics"].items():
+        assert chunked["metrics"][name] == pytest.approx(value, rel=1e-12), name
+
+
+def test_predict_output_is_whole_or_absent_when_a_later_chunk_is_bad(trained_run, tmp_path):
+    from typer.testing import CliRunner
+
+    from builder.cli import app
+
+    frame = make_linear_frame(rows=140_000, seed=8)  # more than one 131,072-row chunk
+    frame[FEATURES[0]] = frame[FEATURES[0]].astype(object)
+    frame.loc[135_000, FEATURES[0]] = "n/a?"
+    csv = tmp_path / "big.csv"
+    frame.to_csv(csv, index=False)
+    out = tmp_path / "out" / "pred.csv"
+    out.parent.mkdir()
+    result = CliRunner().invoke(
+        app, ["predict", str(trained_run.path), "--data", str(csv), "--output", str(out)]
+    )
+    assert result.exit_code == 2
+    assert f"column '{FEATURES[0]}' must be numeric. Received: 'n/a?' on line 135002" in (
+        result.output
+    )
+    assert list(out.parent.iterdir()) == []  # no output, no temporary file
 
 
 def test_overrides_apply(linear_config, tmp_path):
