@@ -10,7 +10,6 @@ import numpy as np
 import pandas as pd
 
 from builder import data as data_mod
-from builder import metrics as metrics_mod
 from builder.errors import DataError
 from builder.runs import Run
 
@@ -86,28 +85,28 @@ def evaluate(
 ) -> dict[str, Any]:
     """Metrics of the run's model on another CSV (which must have the target column).
 
-    The CSV is read in chunks; only the target and the predictions (8 bytes a row each) are held.
+    The CSV is read in chunks and the metrics are accumulated as training's streamed test scoring
+    does (``builder.streaming.scorer``): exact, except a classification's AUC, which above
+    1,000,000 rows comes from a fixed hash sample of them.
     """
+    from builder.streaming import row_uniform, scorer
     from builder.training import predict_array
 
     path = Path(path)
     config = run.config
     features = list(config.data.features)
-    ys, predictions = [], []
+    task = config.task or "regression"
+    score = scorer(task)
+    rows = 0
     for numeric, _ in _chunks(run, path, with_target=True, chunk_rows=chunk_rows):
         if len(numeric):
-            ys.append(numeric[config.data.target].to_numpy(np.float64))
-            predictions.append(predict_array(run.model, numeric[features].to_numpy(np.float32)))
-    if not ys:
+            keys = row_uniform(numeric.index.to_numpy(np.int64), config.data.split.seed, salt=1)
+            prediction = predict_array(run.model, numeric[features].to_numpy(np.float32))
+            score.update(numeric[config.data.target].to_numpy(np.float64), prediction, keys)
+            rows += len(numeric)
+    if not rows:
         raise DataError(f"{path} has no row with a target value to score.")
-    y = np.concatenate(ys)
-    task = config.task or "regression"
-    return {
-        "data": str(path),
-        "rows": len(y),
-        "task": task,
-        "metrics": metrics_mod.score(task, y, np.concatenate(predictions)),
-    }
+    return {"data": str(path), "rows": rows, "task": task, "metrics": score.result()}
 
 
 def holdout_predictions(run: Run) -> tuple[np.ndarray, np.ndarray]:

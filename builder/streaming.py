@@ -186,6 +186,14 @@ class _LeastSquares:
         return coef, intercept
 
 
+def scorer(task: str) -> _RegressionScore | _ClassificationScore:
+    """Metrics of predictions accumulated chunk by chunk: ``update(y, pred, keys)``, ``result()``.
+
+    ``keys`` (``row_uniform`` of the row numbers) pick the AUC sample of a classification.
+    """
+    return _ClassificationScore() if task == "classification" else _RegressionScore()
+
+
 class _RegressionScore:
     """MSE, RMSE, MAE and R², accumulated exactly (as ``builder.metrics.regression_metrics``)."""
 
@@ -683,8 +691,7 @@ class CsvStream:
             ``builder.metrics.baselines`` return them.
         """
         stats = self.stats
-        scorer = _ClassificationScore if task == "classification" else _RegressionScore
-        model, mean, lsq = scorer(), scorer(), scorer()
+        model, mean, lsq = scorer(task), scorer(task), scorer(task)
         for rows, x, y in self.arrays("test"):
             keys = row_uniform(rows, self.seed, salt=1)
             model.update(y, predict(x.astype(np.float32)), keys)
