@@ -78,7 +78,9 @@ def _header(path: Path) -> list[str]:
 
 # Cells read as missing. builder.streaming reads with the same list.
 NA_VALUES = ["", "NA", "N/A", "NaN", "nan", "NULL", "null"]
-# Rows parsed at a time by ``read_column_chunks`` (predict and evaluate).
+# Rows parsed at a time by ``read_column_chunks`` (predict and evaluate) and by builder.streaming:
+# large enough that pandas' per-call cost vanishes, small enough that a chunk of a few dozen
+# numeric columns stays within tens of MB.
 CHUNK_ROWS = 131_072
 
 

@@ -41,9 +41,8 @@ salary CSV). The in-memory path holds about ten times the file's size (measured:
 20 MB, 1M-row file), so up to this size it costs at most ~2 GB, and it never re-reads the file
 between epochs."""
 
-CHUNK_ROWS = 131_072
-"""Rows parsed at a time: large enough that pandas' per-call cost vanishes, small enough that a
-chunk of a few dozen numeric columns stays within tens of MB."""
+CHUNK_ROWS = data_mod.CHUNK_ROWS
+"""Rows parsed at a time (131,072; see ``builder.data.CHUNK_ROWS``)."""
 
 SHUFFLE_ROWS = 1_048_576
 """Training rows shuffled together: a window of consecutive chunks (about 20 MB as float32 for
