@@ -109,7 +109,9 @@ def read_columns(
     path = Path(path)
     wanted = _wanted_columns(path, columns, optional)
     frame = _read_csv(path, _csv_options())
-    return _checked(frame[wanted], path, missing, start=0, whole=True)
+    if len(frame) == 0:
+        raise DataError(f"{path} has a header but no data rows.")
+    return _checked(frame[wanted], path, missing, start=0)
 
 
 def read_column_chunks(
@@ -157,7 +159,7 @@ def read_column_chunks(
         strings = _chunks(texts, path) if texts is not None else itertools.repeat(None)
         for frame, as_text in zip(_chunks(numbers, path), strings, strict=texts is not None):
             policy = "drop" if missing == "error" else missing  # empty cells left as NaN
-            numeric = _checked(frame[wanted], path, policy, start=start, whole=False)
+            numeric = _checked(frame[wanted], path, policy, start=start)
             if missing == "error":
                 holes = numeric.isna().to_numpy()
                 if empty is None and holes.any():
@@ -204,11 +206,19 @@ def _wanted_columns(path: Path, columns: Sequence[str], optional: Sequence[str])
     return [*columns, *[c for c in optional if c in header and c not in columns]]
 
 
+# What pandas raises for a file it cannot parse (bad UTF-8, ragged rows, ...).
+_UNREADABLE = (UnicodeDecodeError, pd.errors.ParserError, ValueError)
+
+
+def _unreadable(path: Path, err: Exception) -> DataError:
+    return DataError(f"{path} could not be read as CSV: {str(err).splitlines()[0]}")
+
+
 def _read_csv(path: Path, options: dict) -> Any:
     try:
         return pd.read_csv(path, **options)
-    except (UnicodeDecodeError, pd.errors.ParserError, ValueError) as err:
-        raise DataError(f"{path} could not be read as CSV: {str(err).splitlines()[0]}") from None
+    except _UNREADABLE as err:
+        raise _unreadable(path, err) from None
 
 
 def _chunks(reader: Any, path: Path) -> Iterator[pd.DataFrame]:
@@ -217,14 +227,11 @@ def _chunks(reader: Any, path: Path) -> Iterator[pd.DataFrame]:
             yield next(reader)
         except StopIteration:
             return
-        except (UnicodeDecodeError, pd.errors.ParserError, ValueError) as err:
-            first = str(err).splitlines()[0]
-            raise DataError(f"{path} could not be read as CSV: {first}") from None
+        except _UNREADABLE as err:
+            raise _unreadable(path, err) from None
 
 
-def _checked(frame: pd.DataFrame, path: Path, missing: str, *, start: int, whole: bool):
-    if whole and len(frame) == 0:
-        raise DataError(f"{path} has a header but no data rows.")
+def _checked(frame: pd.DataFrame, path: Path, missing: str, *, start: int) -> pd.DataFrame:
     frame = frame.copy()
     for name in frame.columns:
         frame[name] = _numeric(frame[name], name, path, start)

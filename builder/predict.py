@@ -62,10 +62,10 @@ def predict_chunks(
 
     path = Path(path)
     column = prediction_column(run)
-    if path.is_file() and column in data_mod._header(path):
-        raise DataError(f"{path} already has a column '{column}'; predict would overwrite it.")
     features = list(run.config.data.features)
     for numeric, text in _chunks(run, path, with_target=False, chunk_rows=chunk_rows):
+        if column in text.columns:  # every chunk has the header's columns; the first one stops
+            raise DataError(f"{path} already has a column '{column}'; predict would overwrite it.")
         text[column] = predict_array(run.model, numeric[features].to_numpy(np.float32))
         yield text
 

@@ -288,8 +288,9 @@ def require_tunable(config: Any) -> None:
             f"on one machine). Received: distribution='multi_worker'{where}"
         )
     tuner = config.tune.tuner if config.tune is not None else "random"
-    missing = [name for name in BAYESIAN_MODULES if importlib.util.find_spec(name) is None]
-    if tuner == "bayesian" and missing:
+    needed = BAYESIAN_MODULES if tuner == "bayesian" else ()
+    missing = [name for name in needed if importlib.util.find_spec(name) is None]
+    if missing:
         raise ConfigError(
             f"tune.tuner: bayesian needs {' and '.join(missing)}, which builder installs only on "
             "request (Keras imports scikit-learn on every start when it is installed): "

@@ -16,6 +16,7 @@ import builder
 from builder import metrics as metrics_mod
 from builder.config import load_config
 from builder.data import split_rows
+from builder.errors import DataError
 from builder.inspection import raw_equation
 from builder.predict import evaluate, predict, predict_chunks
 from builder.runs import FILES, load_run
@@ -162,6 +163,15 @@ def test_predict_and_evaluate_in_chunks_match_the_whole_file(trained_run, tmp_pa
         assert result["rows"] == 40 and set(result["metrics"]) == set(expected)
         for name, value in expected.items():
             assert result["metrics"][name] == pytest.approx(value, rel=1e-9), name
+
+
+def test_predict_refuses_to_overwrite_a_prediction_column(trained_run, tmp_path):
+    frame = make_linear_frame(rows=10, seed=3)
+    frame[f"predicted_{TARGET}"] = 0.0
+    csv = tmp_path / "again.csv"
+    frame.to_csv(csv, index=False)
+    with pytest.raises(DataError, match=f"already has a column 'predicted_{TARGET}'"):
+        predict(load_run(trained_run.path), csv)
 
 
 def test_predict_output_is_whole_or_absent_when_a_later_chunk_is_bad(trained_run, tmp_path):
