@@ -7,10 +7,19 @@ on first use, so config-only tools answer at once.
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Any
 
 from builder.errors import BuilderError, ConfigError, DataError, RunError
+
+# TensorFlow's C++ log lines (absl's "All log messages before absl::InitializeLog()", the
+# oneDNN and CPU-feature banners) are written while it is imported; these quiet them for the
+# Python API as builder.cli_fast does for the command line, and keep oneDNN off in both so that
+# a training gives the same numbers either way. setdefault: a value the user set is kept. They
+# take effect only when TensorFlow has not been imported before builder.
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "0")
 
 __all__ = [
     "BuilderError",

@@ -20,7 +20,7 @@ from typing import Annotated, Any
 import typer
 
 # Imported first: it sets the environment that quiets TensorFlow and pydantic's plugin scan.
-from builder import cli_fast
+from builder import cli_common
 from builder.errors import BuilderError
 
 app = typer.Typer(
@@ -47,20 +47,35 @@ class _Console:
         self._console: Any = None
 
     @property
+    def stream(self) -> Any:
+        """The stream written to (looked up on each use: tests swap ``sys.stdout``)."""
+        return sys.stderr if self._stderr else sys.stdout
+
+    def is_terminal(self) -> bool:
+        """Whether the stream is a terminal (else a pipe or a file)."""
+        isatty = getattr(self.stream, "isatty", None)
+        return bool(isatty and isatty())
+
+    @property
     def rich(self) -> Any:
-        """The ``rich.console.Console`` itself."""
+        """The ``rich.console.Console`` itself.
+
+        In a pipe or a file it is as wide as its widest line: rich would otherwise cut every
+        line at 80 columns there (``training salary_lin…``). Tables that could be too wide to
+        read are split by the commands themselves (see ``_layer_tables``).
+        """
         if self._console is None:
             from rich.console import Console
 
-            self._console = Console(stderr=self._stderr, soft_wrap=True)
+            width = None if self.is_terminal() else PIPE_WIDTH
+            self._console = Console(stderr=self._stderr, soft_wrap=True, width=width)
         return self._console
 
     def print(self, *objects: Any, markup: Any = None, highlight: Any = None, **kwargs: Any):
         """``Console.print``; text with markup and highlighting off is written as it is."""
         plain = markup is False and highlight is False and not kwargs
         if plain and all(isinstance(o, str) for o in objects):
-            stream = sys.stderr if self._stderr else sys.stdout
-            stream.write(" ".join(objects) + "\n")
+            self.stream.write(" ".join(objects) + "\n")
             return
         self.rich.print(*objects, markup=markup, highlight=highlight, **kwargs)
 
@@ -72,9 +87,89 @@ def Table(*args: Any, **kwargs: Any) -> Any:  # noqa: N802  (stands in for rich'
     return RichTable(*args, **kwargs)
 
 
+#: The width of rich's output in a pipe or a file: no line is cut.
+PIPE_WIDTH = 100_000
+
 out = _Console()
 err = _Console(stderr=True)
 _state = {"debug": False}
+
+#: What the first import of the backend says on stderr (TensorFlow takes ~8 s to import).
+LOADING = "loading TensorFlow..."
+
+
+class _AnnounceImport:
+    """A ``sys.meta_path`` finder that says ``LOADING`` while the first of ``names`` imports.
+
+    It finds nothing itself: it wraps the loader of the module that the other finders find, so
+    the line appears only when the backend really loads (a bad config or a missing run is
+    reported before it, at once) and a spinner stops the moment the import ends.
+    """
+
+    def __init__(self, names: tuple[str, ...], start: Any, stop: Any) -> None:
+        self.names, self.start, self.stop = names, start, stop
+
+    def find_spec(self, name: str, path: Any = None, target: Any = None) -> Any:
+        if name not in self.names:
+            return None
+        import importlib.util
+
+        _uninstall_finder(self)  # once: the imports inside it go the ordinary way
+        spec = importlib.util.find_spec(name)
+        if spec is None or spec.loader is None or not hasattr(spec.loader, "exec_module"):
+            return spec
+        spec.loader = _AnnouncingLoader(spec.loader, self.start, self.stop)
+        return spec
+
+
+class _AnnouncingLoader:
+    def __init__(self, loader: Any, start: Any, stop: Any) -> None:
+        self.loader, self.start, self.stop = loader, start, stop
+
+    def create_module(self, spec: Any) -> Any:
+        return self.loader.create_module(spec)
+
+    def exec_module(self, module: Any) -> None:
+        module.__loader__ = module.__spec__.loader = self.loader  # as if never wrapped
+        self.start()
+        try:
+            self.loader.exec_module(module)
+        finally:
+            self.stop()
+
+
+def _uninstall_finder(finder: Any) -> None:
+    with contextlib.suppress(ValueError):
+        sys.meta_path.remove(finder)
+
+
+@contextlib.contextmanager
+def _announce_backend(names: tuple[str, ...] = ("keras", "tensorflow")):
+    """Say ``LOADING`` on stderr if the backend is imported inside: a spinner on a terminal
+    (gone once loaded), a plain line in a pipe. Nothing when it is already imported."""
+    if any(name in sys.modules for name in names):
+        yield
+        return
+    status: list[Any] = []
+
+    def start() -> None:
+        if err.is_terminal():
+            status.append(err.rich.status(LOADING, spinner="dots"))
+            status[0].start()
+        else:
+            err.print(LOADING, markup=False, highlight=False)
+            err.stream.flush()
+
+    def stop() -> None:
+        if status:
+            status.pop().stop()
+
+    finder = _AnnounceImport(names, start, stop)
+    sys.meta_path.insert(0, finder)
+    try:
+        yield
+    finally:
+        _uninstall_finder(finder)
 
 
 @app.callback()
@@ -116,9 +211,13 @@ JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON instead of tab
 @app.command()
 def validate(
     configs: Annotated[list[Path], typer.Argument(help="Config files to check.")],
+    data: Annotated[
+        Path | None,
+        typer.Option(help="Check this CSV (header and every value) instead of data.path."),
+    ] = None,
 ) -> None:
-    """Check configs against the schema (no TensorFlow; answers at once)."""
-    code = cli_fast.validate(configs)
+    """Check configs and their CSVs as train would (no TensorFlow; answers at once)."""
+    code = cli_common.validate(configs, data)
     if code:
         raise typer.Exit(code)
 
@@ -126,13 +225,13 @@ def validate(
 @app.command()
 def schema() -> None:
     """Print the JSON Schema of the config, for editors."""
-    cli_fast.schema()
+    cli_common.schema()
 
 
 @app.command()
 def build(config: ConfigArg) -> None:
     """Build the model a config describes and print its Keras summary."""
-    with _errors():
+    with _errors(), _announce_backend():
         from builder.config import load_config
 
         cfg = load_config(config)
@@ -161,7 +260,7 @@ def train(
     ] = False,
 ) -> None:
     """Train on the CSV and write a run directory; compare with two baselines."""
-    with _errors():
+    with _errors(), _announce_backend():
         from builder.config import load_config
         from builder.errors import ConfigError
 
@@ -176,27 +275,11 @@ def train(
             from builder.search import require_values
 
             require_values(cfg, "builder train")
-        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
-
+        from builder.runs import early_stopping
         from builder.training import resume as resume_training
         from builder.training import train as run_training
 
-        # The bar appears with the first epoch, so a data error prints as one clean line.
-        bar = Progress(
-            TextColumn("[bold]{task.description}"),
-            BarColumn(),
-            MofNCompleteColumn(),
-            TextColumn("{task.fields[logs]}"),
-            console=err.rich,
-        )
-        task = bar.add_task(f"training {cfg.name}", total=cfg.training.epochs, logs="")
-
-        def progress(epoch: int, total: int, logs: dict[str, float]) -> None:
-            if not bar.live.is_started:
-                bar.start()
-            shown = "  ".join(f"{k} {_fmt(v)}" for k, v in logs.items())
-            bar.update(task, completed=epoch, total=total, logs=shown)
-
+        progress = _EpochProgress(f"training {cfg.name}")
         try:
             if resume is not None:
                 run = resume_training(resume, progress=progress, command=_command())
@@ -212,16 +295,89 @@ def train(
                     command=_command(),
                 )
         finally:
-            if bar.live.is_started:
-                bar.stop()
+            progress.close()
         _print(
             f"{run.metrics['epochs_run']} epochs in {run.metrics['timings']['fit_seconds']:.1f} s"
         )
+        stopped = _stopping_text(early_stopping(run))
+        if stopped:
+            _print(stopped)
         out.print(_metrics_table(run.metrics, title=f"test metrics ({cfg.name})"))
         if run.path is None:  # a multi_worker worker other than the chief
             _print("run directory: none on this worker (the chief writes it)")
         else:
             _print(f"run directory: {run.path}")
+
+
+class _EpochProgress:
+    """Training's progress on stderr, called after each epoch with ``(epoch, total, logs)``.
+
+    On a terminal, a rich bar that appears with the first epoch (so a data error prints as one
+    clean line). In a pipe or a file, a plain line at each tenth of the epochs and at the last
+    one run: rich would print the bar once at the end, cut at 80 columns.
+    """
+
+    def __init__(self, description: str) -> None:
+        self.description = description
+        self.bar: Any = None
+        self.task: Any = None
+        self.line = ""  # the last epoch's line, in a pipe
+        self.printed = 0  # the tenths of the epochs printed, in a pipe
+
+    def __call__(self, epoch: int, total: int, logs: dict[str, float]) -> None:
+        shown = "  ".join(f"{k} {_fmt(v)}" for k, v in logs.items())
+        if not err.is_terminal():
+            self.line = f"{self.description}: epoch {epoch}/{total}  {shown}"
+            if epoch * 10 // max(total, 1) > self.printed or epoch == total:
+                self.printed = epoch * 10 // max(total, 1)
+                self._say()
+            return
+        if self.bar is None:
+            from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
+
+            self.bar = Progress(
+                TextColumn("[bold]{task.description}"),
+                BarColumn(),
+                MofNCompleteColumn(),
+                TextColumn("{task.fields[logs]}"),
+                console=err.rich,
+            )
+            self.task = self.bar.add_task(self.description, total=total, logs="")
+            self.bar.start()
+        self.bar.update(self.task, completed=epoch, total=total, logs=shown)
+
+    def _say(self) -> None:
+        err.print(self.line, markup=False, highlight=False)
+        self.line = ""
+
+    def close(self) -> None:
+        """Stop the bar; in a pipe, print the last epoch run if its line is not out yet."""
+        if self.bar is not None:
+            self.bar.stop()
+            self.bar = None
+        if self.line:
+            self._say()
+
+
+def _stopping_text(outcome: dict[str, Any] | None) -> str | None:
+    """What early stopping did, in a line (``builder.runs.early_stopping``); None if nothing."""
+    if outcome is None:
+        return None
+    monitor = outcome["monitor"]
+    stopped, restored = outcome["stopped_epoch"], outcome["restored_epoch"]
+    if stopped is None:  # every epoch ran; Keras still restores the best ones when asked
+        if restored is None or restored == outcome.get("epochs_run"):
+            return None
+        return f"restored weights of epoch {restored} (lowest {monitor})"
+    kept = (
+        f"restored weights of epoch {restored}"
+        if restored is not None
+        else "kept the last epoch's weights (restore_best_weights is off)"
+    )
+    return (
+        f"early stop at epoch {stopped} (no {monitor} improvement for "
+        f"{outcome['patience']} epochs); {kept}"
+    )
 
 
 @app.command()
@@ -231,7 +387,7 @@ def tune(
     max_trials: Annotated[int | None, typer.Option(min=1, help="Override tune.max_trials.")] = None,
 ) -> None:
     """Search the config's search spaces with Keras Tuner; write results and best.yaml."""
-    with _errors():
+    with _errors(), _announce_backend():
         from builder.config import load_config
         from builder.search import TuneConfig, require_tunable
 
@@ -253,7 +409,14 @@ def tune(
         trials = bar.add_task("trials", total=max_trials or settings.max_trials, info="")
         epochs = bar.add_task("trial", total=1, info="", visible=False)
 
+        # In a pipe or a file, only the trials' lines: rich would print the bars once, cut.
+        live = err.is_terminal()
+
         def progress(event) -> None:
+            if not live:
+                if event.kind == "trial_end":
+                    err.print(_trial_line(event, objective), markup=False, highlight=False)
+                return
             if not bar.live.is_started:
                 bar.start()
             if event.kind == "trial_start":
@@ -262,9 +425,7 @@ def tune(
                 shown = f"{objective} {_fmt(event.logs.get(objective, float('nan')))}"
                 bar.update(epochs, completed=event.epoch, total=event.epochs, info=shown)
             else:
-                values = "  ".join(f"{_short(k)}={_fmt(v)}" for k, v in event.values.items())
-                score = "failed" if event.score is None else f"{objective} {_fmt(event.score)}"
-                bar.console.print(f"trial {event.trial}: {score}  {values}", markup=False)
+                bar.console.print(_trial_line(event, objective), markup=False)
                 best = "" if event.best is None else f"best {objective} {_fmt(event.best)}"
                 bar.update(trials, completed=event.number, info=best)
 
@@ -279,11 +440,17 @@ def tune(
         finally:
             if bar.live.is_started:
                 bar.stop()
-        out.print(_results_table(result))
+        out.print(_results_table(result), width=_screen_width())
         _print(f"best trial: {result.best['trial']} ({objective} {_fmt(result.best[objective])})")
         _print(f"best config: {result.best_config}")
         _print(f"run directory: {result.path}")
         _print(f"train it: builder train {result.best_config}")
+
+
+def _trial_line(event: Any, objective: str) -> str:
+    values = "  ".join(f"{_short(k)}={_fmt(v)}" for k, v in event.values.items())
+    score = "failed" if event.score is None else f"{objective} {_fmt(event.score)}"
+    return f"trial {event.trial} ({event.number}/{event.trials}): {score}  {values}"
 
 
 def _short(name: str) -> str:
@@ -299,8 +466,10 @@ def _results_table(result: Any, limit: int = 10) -> Table:
     done.sort(key=lambda r: r[objective], reverse=result.direction == "max")
     shown = done[:limit]
     table = Table(title=f"best {len(shown)} of {len(result.rows)} trials ({objective})")
-    for name in ("trial", objective, "epochs", "hyperparameters"):
-        table.add_column(name, justify="left" if name in ("trial", "hyperparameters") else "right")
+    for name in ("trial", objective, "epochs"):
+        table.add_column(name, justify="left" if name == "trial" else "right", no_wrap=True)
+    # The one column that wraps, between the hyperparameters (see _screen_width).
+    table.add_column("hyperparameters", overflow="fold")
     fixed = {"trial", "status", objective, "epochs", "epochs_run", "seconds"}
     names = [c for c in result.columns if c not in fixed]
     for row in shown:
@@ -341,7 +510,7 @@ def _metrics_table(metrics: dict[str, Any], title: str) -> Table:
 @app.command()
 def inspect(run: RunArg, as_json: JsonOpt = False) -> None:
     """Summary, weights by feature and, with no hidden layer, the learned equation."""
-    with _errors():
+    with _errors(), _announce_backend():
         from builder.inspection import inspect_run
         from builder.runs import load_run
 
@@ -350,21 +519,13 @@ def inspect(run: RunArg, as_json: JsonOpt = False) -> None:
         sys.stdout.write(json.dumps(report, indent=2) + "\n")
         return
     _print(report["summary"])
+    width = _screen_width()
     for layer in report["layers"]:
-        table = Table(title=f"{layer['name']} ({layer['activation']})")
-        table.add_column("input")
-        units = layer["units"]
-        for unit in units[:12]:
-            table.add_column(unit, justify="right")
-        if len(units) > 12:
-            table.add_column(f"... {len(units) - 12} more")
-        for name, row in zip(layer["inputs"], layer["kernel"], strict=True):
-            cells = [_fmt(v) for v in row[:12]] + (["..."] if len(units) > 12 else [])
-            table.add_row(name, *cells)
-        if layer["bias"] is not None:
-            cells = [_fmt(v) for v in layer["bias"][:12]] + (["..."] if len(units) > 12 else [])
-            table.add_row("bias", *cells)
-        out.print(table)
+        tables, left_out = _layer_tables(layer, width)
+        for table in tables:
+            out.print(table)
+        if left_out:
+            _print(f"  ({left_out}; inspect --json has every weight)")
     equation = report["equation"]
     if equation:
         _print("learned equation (raw units):")
@@ -384,6 +545,86 @@ def inspect(run: RunArg, as_json: JsonOpt = False) -> None:
             out.print(table)
 
 
+def _screen_width() -> int:
+    """The width that wide tables are fitted to: COLUMNS, else the terminal's, else 80.
+
+    In a pipe rich cuts no line (``PIPE_WIDTH``); the tables that could grow wider than a
+    screen (inspect's weights, tune's hyperparameters) are split or wrapped to this width.
+    """
+    import shutil
+
+    return shutil.get_terminal_size().columns
+
+
+#: The most rows and value columns inspect shows of one layer's weights.
+MAX_WEIGHTS_SHOWN = 32
+
+
+def _layer_tables(layer: dict[str, Any], width: int) -> tuple[list[Table], str]:
+    """A Dense layer's weights as tables no wider than ``width`` columns.
+
+    The shorter side of the weights goes across: a first hidden layer has a row per unit and a
+    column per feature (and its bias), the next ones a row per input and a column per unit (and
+    a bias row). Columns that do not fit in ``width`` continue in a next table with the same
+    rows. Returns the tables and what was left out (beyond ``MAX_WEIGHTS_SHOWN``), or "".
+    """
+    inputs, units = list(layer["inputs"]), list(layer["units"])
+    kernel, bias = layer["kernel"], layer["bias"]
+    across_units = len(units) <= len(inputs)
+    if across_units:  # rows: inputs (and the bias); columns: units
+        corner, row_names, col_names = "input", inputs, units
+        cells = [[_fmt(v) for v in row] for row in kernel]
+        if bias is not None:
+            row_names, cells = [*row_names, "bias"], [*cells, [_fmt(v) for v in bias]]
+    else:  # rows: units; columns: inputs (and the bias)
+        corner, row_names, col_names = "unit", units, inputs
+        cells = [[_fmt(kernel[i][j]) for i in range(len(inputs))] for j in range(len(units))]
+        if bias is not None:
+            col_names = [*col_names, "bias"]
+            cells = [[*row, _fmt(b)] for row, b in zip(cells, bias, strict=True)]
+    left_out = []
+    limit = MAX_WEIGHTS_SHOWN
+    for count, what in ((len(row_names), "rows"), (len(col_names), "columns")):
+        if count > limit + 1:  # "1 more" would take the place of the one it leaves out
+            left_out.append(f"{count - limit} more {what}")
+    if len(row_names) > limit + 1:
+        row_names, cells = row_names[:limit], cells[:limit]
+    if len(col_names) > limit + 1:
+        col_names, cells = col_names[:limit], [row[:limit] for row in cells]
+    # "hidden_2[3]" -> "[3]": the title names the layer whose units they are.
+    own = f"{layer['name']}["
+    if len(col_names) > 1 and all(n.startswith(own) for n in col_names):
+        headers = [n[len(own) - 1 :] for n in col_names]
+    else:
+        headers = col_names
+    if not across_units:
+        row_names = [n[len(own) - 1 :] if n.startswith(own) else n for n in row_names]
+    # Without its outer edge, a table is its columns with two characters of padding each, and
+    # a line between two columns.
+    first = max(len(corner), *(len(n) for n in row_names)) + 2
+    widths = [max(len(h), *(len(row[j]) for row in cells)) + 3 for j, h in enumerate(headers)]
+    blocks: list[list[int]] = [[]]
+    used = first
+    for j, column_width in enumerate(widths):
+        if blocks[-1] and used + column_width > width:
+            blocks.append([])
+            used = first
+        blocks[-1].append(j)
+        used += column_width
+    title = f"{layer['name']} ({layer['activation']})"
+    tables = []
+    for number, block in enumerate(blocks, start=1):
+        part = f", part {number} of {len(blocks)}" if len(blocks) > 1 else ""
+        table = Table(title=f"{title}{part}", title_justify="left", show_edge=False)
+        table.add_column(corner, no_wrap=True)
+        for j in block:
+            table.add_column(headers[j], justify="right", no_wrap=True)
+        for name, row in zip(row_names, cells, strict=True):
+            table.add_row(name, *(row[j] for j in block))
+        tables.append(table)
+    return tables, ", ".join(left_out)
+
+
 @app.command()
 def evaluate(
     run: RunArg,
@@ -391,7 +632,7 @@ def evaluate(
     as_json: JsonOpt = False,
 ) -> None:
     """Metrics of a trained run on another CSV."""
-    with _errors():
+    with _errors(), _announce_backend():
         from builder.predict import evaluate as run_evaluate
         from builder.runs import load_run
 
@@ -416,7 +657,7 @@ def predict(
     force: Annotated[bool, typer.Option("--force", help="Overwrite --output.")] = False,
 ) -> None:
     """Predict for each CSV row; keeps row order and columns, adds a prediction column."""
-    with _errors():
+    with _errors(), _announce_backend():
         from builder.errors import RunError
 
         if output is not None and output.exists() and not force:
@@ -453,7 +694,7 @@ def plot(
     ] = None,
 ) -> None:
     """PNG plots: training curves and predictions of a run, or the activation functions."""
-    with _errors():
+    with _errors(), _announce_backend():
         from builder import plotting
 
         if target == "activations":
@@ -480,7 +721,16 @@ def plot(
             )
         else:
             if run.history is not None:
-                written.append(plotting.plot_history(run.history, folder / "history.png"))
+                from builder.runs import early_stopping
+
+                stopping = early_stopping(run) or {}
+                written.append(
+                    plotting.plot_history(
+                        run.history,
+                        folder / "history.png",
+                        restored_epoch=stopping.get("restored_epoch"),
+                    )
+                )
             written.append(_plot_predictions(run, folder))
         for path in written:
             _print(str(path))
@@ -513,18 +763,34 @@ def runs(
         return
     table = Table(title=f"runs in {runs_dir}")
     table.add_column("run", no_wrap=True)
-    for col in ("status", "epochs", "test", "vs least squares"):
-        table.add_column(col, justify="left" if col == "status" else "right")
+    table.add_column("status", no_wrap=True)
+    table.add_column("epochs", justify="right", no_wrap=True)
+    # At 80 columns these two wrap (between words): nothing is cut.
+    table.add_column("result", overflow="fold")
+    table.add_column("vs least squares", justify="right", overflow="fold")
     for row in rows:
+        run_id = str(Path(row["path"]).relative_to(runs_dir))
+        if row.get("kind") == "tune":
+            table.add_row(run_id, row["status"], "", _tune_result(row["tune"]), "")
+            continue
         test = row["test"]
         key = "mse" if "r2" in test else "accuracy"
         lsq = row["baselines"].get("least_squares", {}).get(key)
         value = test.get(key)
         ratio = f"{value / lsq:.3f}x" if value is not None and lsq else ""
-        shown = f"{key} {_fmt(value)}" if value is not None else ""
-        run_id = str(Path(row["path"]).relative_to(runs_dir))
+        shown = f"test {key} {_fmt(value)}" if value is not None else ""
         table.add_row(run_id, row["status"], str(row["epochs"] or ""), shown, ratio)
-    out.print(table)
+    out.print(table, width=_screen_width())
+
+
+def _tune_result(tune: dict[str, Any]) -> str:
+    """A tune run's "result" cell: its best trial's score, and the trials it ran."""
+    trials = tune.get("trials")
+    of = "" if trials is None else f" of {trials}"
+    if tune.get("best_score") is None:
+        return f"tune: no finished trial{of and ' (' + of.strip() + ' run)'}"
+    score = _fmt(float(tune["best_score"]))
+    return f"tune: best {tune['objective']} {score} (trial {tune['best_trial']}{of})"
 
 
 def main() -> None:

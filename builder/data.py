@@ -21,8 +21,6 @@ import pandas as pd
 
 from builder.errors import DataError
 
-MISSING_POLICIES = ("error", "drop", "mean")
-
 
 @dataclass(frozen=True)
 class Split:
@@ -187,7 +185,8 @@ def _csv_options() -> dict:
     }
 
 
-def _wanted_columns(path: Path, columns: Sequence[str], optional: Sequence[str]) -> list[str]:
+def _checked_header(path: Path) -> list[str]:
+    """The header of an existing CSV file, checked: not empty, names unique."""
     if not path.exists():
         raise DataError(f"data file {path} does not exist.")
     if path.is_dir():
@@ -200,6 +199,11 @@ def _wanted_columns(path: Path, columns: Sequence[str], optional: Sequence[str])
         if name in seen:
             raise DataError(f"{path}: column names must be unique. Received: '{name}' twice")
         seen.add(name)
+    return header
+
+
+def _wanted_columns(path: Path, columns: Sequence[str], optional: Sequence[str]) -> list[str]:
+    header = _checked_header(path)
     absent = [c for c in columns if c not in header]
     if absent:
         raise DataError(_absent_message(path, absent[0], header))
@@ -336,6 +340,32 @@ def load_splits(
     """
     path = Path(path)
     frame = read_columns(path, [*features, target], missing=missing)
+    return splits_from_frame(
+        frame,
+        path,
+        features,
+        target,
+        validation=validation,
+        test=test,
+        seed=seed,
+        missing=missing,
+        classification=classification,
+    )
+
+
+def splits_from_frame(
+    frame: pd.DataFrame,
+    path: Path,
+    features: Sequence[str],
+    target: str,
+    *,
+    validation: float,
+    test: float,
+    seed: int,
+    missing: str = "error",
+    classification: bool = False,
+) -> Splits:
+    """``load_splits`` on a frame ``read_columns`` returned: missing cells, split, target rules."""
     total = len(frame)
     # "mean" fills features only: a row without a target has nothing to learn from.
     keep = frame.notna().all(axis=1) if missing == "drop" else frame[target].notna()
@@ -379,11 +409,88 @@ def load_splits(
     )
 
 
+def problems(
+    path: str | Path,
+    features: Sequence[str],
+    target: str,
+    *,
+    values: bool = True,
+    validation: float = 0.15,
+    test: float = 0.15,
+    seed: int = 42,
+    missing: str = "error",
+    classification: bool = False,
+) -> list[str]:
+    """Every problem training would find in a CSV, one message each, without training.
+
+    The rules and messages are ``load_splits``'s, but where ``load_splits`` stops at the first
+    problem, this goes on: every absent column, every column that is not numeric or not finite,
+    every column with empty cells, then the target and split rules.
+
+    Args:
+        path: the CSV file.
+        features: the feature columns.
+        target: the target column.
+        values: read the values too; otherwise check the file and its header only (fast on a
+            file of any size: it reads one line).
+        validation, test, seed, missing, classification: as for ``load_splits``.
+
+    Returns:
+        The messages, in file order of the checks; empty when the file would train.
+    """
+    path = Path(path)
+    columns = [*features, target]
+    try:
+        header = _checked_header(path)
+    except DataError as err:
+        return [str(err)]
+    found = [_absent_message(path, name, header) for name in columns if name not in header]
+    if found or not values:
+        return found
+    try:
+        frame = _read_csv(path, _csv_options())
+    except DataError as err:
+        return [str(err)]
+    if len(frame) == 0:
+        return [f"{path} has a header but no data rows."]
+    numeric = {}
+    for name in columns:
+        try:
+            numeric[name] = _numeric(frame[name], name, path)
+        except DataError as err:
+            found.append(str(err))
+    if found:
+        return found
+    frame = pd.DataFrame(numeric)
+    if missing == "error":
+        for name in columns:
+            holes = np.flatnonzero(frame[name].isna().to_numpy())
+            if len(holes):
+                found.append(_empty_cells_message(path, name, holes))
+        if found:
+            return found
+    try:
+        splits_from_frame(
+            frame,
+            path,
+            features,
+            target,
+            validation=validation,
+            test=test,
+            seed=seed,
+            missing=missing,
+            classification=classification,
+        )
+    except DataError as err:
+        found.append(str(err))
+    return found
+
+
 def dataset(split: Split, batch_size: int, *, shuffle_seed: int | None = None):
     """A batched, prefetched ``tf.data.Dataset`` of ``(x, y)``.
 
     Shuffling happens here, reseeded each epoch, because ``fit(shuffle=True)`` on numpy arrays
-    repeats one permutation every epoch after ``set_random_seed`` (KERAS-NOTES).
+    repeats one permutation every epoch after ``set_random_seed``.
 
     Work is per batch, never per row: each epoch draws one permutation of the row indices
     (``Dataset.random`` gives a new seed each epoch) and every batch is one ``gather``; unshuffled

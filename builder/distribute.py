@@ -17,10 +17,13 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import re
 import shutil
 import tempfile
+import warnings
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 from builder.errors import ConfigError
 
@@ -204,47 +207,107 @@ def split_cpu(count: int) -> None:
     )
 
 
+# Keras versions whose TensorFlow trainer needs the multi-worker patches below and has the
+# internals they replace: Keras 3 has had the reduction fault since its first releases
+# (tensorflow/tensorflow#72388, closed unfixed); checked on 3.15 by tests/test_distribute.py.
+# The lower bound is pyproject's.
+_PATCHED_KERAS = ((3, 10), (4, 0))  # from, below
+
+
+class _TrainerInternals(NamedTuple):
+    """The private parts of Keras's TensorFlow trainer that the multi-worker patches touch."""
+
+    symbolic_build: Callable[..., Any]  # TensorFlowTrainer._maybe_symbolic_build
+    reduce_per_replica: Callable[..., Any]
+    is_multi_worker: Callable[[Any], bool]  # a MultiWorkerMirroredStrategy across workers?
+    patched: bool
+    install: Callable[[Callable[..., Any], Callable[..., Any]], None]
+
+
+def _keras_trainer_internals() -> _TrainerInternals | None:
+    """Keras's private trainer internals, or ``None`` where the patches do not apply.
+
+    The one place builder reaches into ``keras.src``: Keras has no public hook for how ``fit``
+    builds and reduces under a strategy (tensorflow/tensorflow#72388). ``None`` when
+    ``keras.__version__`` is outside ``_PATCHED_KERAS`` or the internals have moved.
+    """
+    import keras
+
+    version = tuple(int(part) for part in re.findall(r"\d+", keras.__version__)[:2])
+    low, high = _PATCHED_KERAS
+    if not low <= version < high:
+        return None
+    try:
+        from keras.src.backend.tensorflow import trainer  # noqa: TID251 (the one accessor)
+
+        cls = trainer.TensorFlowTrainer
+        internals = _TrainerInternals(
+            symbolic_build=cls._maybe_symbolic_build,
+            reduce_per_replica=trainer.reduce_per_replica,
+            is_multi_worker=trainer._collective_all_reduce_multi_worker,
+            patched=getattr(trainer, "_builder_multi_worker_patch", False),
+            install=lambda build, reduce: _install(trainer, build, reduce),
+        )
+    except (ImportError, AttributeError):
+        return None
+    return internals
+
+
+def _install(trainer: Any, build: Callable[..., Any], reduce: Callable[..., Any]) -> None:
+    trainer.TensorFlowTrainer._maybe_symbolic_build = build
+    trainer.reduce_per_replica = reduce
+    trainer._builder_multi_worker_patch = True
+
+
 def _patch_keras_for_multi_worker() -> None:
-    """Work around two Keras 3.15 faults that stop ``fit`` under MultiWorkerMirroredStrategy.
+    """Work around two Keras faults that stop ``fit`` under MultiWorkerMirroredStrategy.
 
     1. Before the first step ``fit`` reduces a whole ``(x, y)`` batch across workers to build
        the metrics; MultiWorkerMirroredStrategy cannot reduce a nested structure
        (``Attempt to convert a value (PerReplica...) to a Tensor``). The build needs only
        shapes, so it gets this worker's own first batch.
     2. Each step's logs are reduced with ``strategy.reduce("MEAN", v, axis=0)``, which fails on
-       scalars (``Invalid reduction dimension 0 for input with 0 dimensions``, tensorflow#72388).
-       Scalars are averaged across workers with ``axis=None`` instead.
+       scalars (``Invalid reduction dimension 0 for input with 0 dimensions``,
+       tensorflow/tensorflow#72388). Scalars are averaged across workers with ``axis=None``.
 
     Both patches act only under a multi-worker strategy; tests/test_distribute.py checks that
-    two workers train as far as one process does.
+    two workers train as far as one process does. With a Keras outside ``_PATCHED_KERAS`` they
+    are not applied, with a warning.
     """
+    import keras
     import tensorflow as tf
-    from keras.src import tree
-    from keras.src.backend.tensorflow import trainer
 
-    if getattr(trainer, "_builder_multi_worker_patch", False):
+    internals = _keras_trainer_internals()
+    if internals is None:
+        warnings.warn(
+            f"builder's multi_worker workarounds are not applied to Keras {keras.__version__} "
+            "(known for Keras 3); if fit fails while reducing across workers, see "
+            "tensorflow/tensorflow#72388",
+            RuntimeWarning,
+            stacklevel=2,
+        )
         return
-
-    def multi_worker(strategy: Any) -> bool:
-        return trainer._collective_all_reduce_multi_worker(strategy)
+    if internals.patched:
+        return
+    multi_worker = internals.is_multi_worker
 
     def local(value: Any, strategy: Any) -> Any:
         if isinstance(value, tf.distribute.DistributedValues):
             return strategy.experimental_local_results(value)[0]
         return value
 
-    build = trainer.TensorFlowTrainer._maybe_symbolic_build
+    build = internals.symbolic_build
 
     def _maybe_symbolic_build(self, iterator=None, data_batch=None):
-        strategy = self._distribute_strategy
-        if iterator is not None and strategy is not None and multi_worker(strategy):
+        strategy = self.distribute_strategy
+        if iterator is not None and multi_worker(strategy):
             for _, _, batches in iterator:
-                data_batch = tree.map_structure(lambda v: local(v, strategy), next(batches))
+                data_batch = keras.tree.map_structure(lambda v: local(v, strategy), next(batches))
                 break
             iterator = None
         return build(self, iterator=iterator, data_batch=data_batch)
 
-    reduce_per_replica = trainer.reduce_per_replica
+    reduce_per_replica = internals.reduce_per_replica
 
     def _reduce_per_replica(values, strategy, reduction):
         if reduction not in ("auto", "mean") or not multi_worker(strategy):
@@ -256,8 +319,6 @@ def _patch_keras_for_multi_worker() -> None:
                 return strategy.reduce("MEAN", value, axis=None)
             return reduce_per_replica(value, strategy, reduction)
 
-        return tree.map_structure(one, values)
+        return keras.tree.map_structure(one, values)
 
-    trainer.TensorFlowTrainer._maybe_symbolic_build = _maybe_symbolic_build
-    trainer.reduce_per_replica = _reduce_per_replica
-    trainer._builder_multi_worker_patch = True
+    internals.install(_maybe_symbolic_build, _reduce_per_replica)

@@ -26,8 +26,16 @@ def _dense_weights(model: Any) -> list[tuple[Any, np.ndarray, np.ndarray | None]
     return out
 
 
-def _normalization(model: Any) -> tuple[np.ndarray, np.ndarray] | None:
-    """Mean and scale (the divisor) of the model's Normalization layer, if it has one."""
+def normalization_stats(model: Any) -> tuple[np.ndarray, np.ndarray] | None:
+    """Mean and scale of the model's ``Normalization`` layer, as float64.
+
+    Args:
+        model: a Keras model.
+
+    Returns:
+        ``(mean, scale)``, one value per feature, where the layer computes
+        ``(x - mean) / scale``; ``None`` when the model has no such layer.
+    """
     import keras
 
     for layer in model.layers:
@@ -71,7 +79,7 @@ def raw_equation(model: Any, features: list[str]) -> tuple[dict[str, float], flo
     ((_, kernel, bias),) = _dense_weights(model)
     w = kernel[:, 0]
     b = float(bias[0]) if bias is not None else 0.0
-    norm = _normalization(model)
+    norm = normalization_stats(model)
     mean, div = norm if norm is not None else (np.zeros_like(w), np.ones_like(w))
     scale, offset = _rescaling(model)
     coef = w * scale / div
@@ -112,8 +120,8 @@ def inspect_run(run: Run) -> dict[str, Any]:
     features = list(run.config.data.features)
     layers = []
     previous = features
-    for index, (layer, kernel, bias) in enumerate(_dense_weights(run.model)):
-        rows = previous if index == 0 else [f"{previous_name}" for previous_name in previous]
+    for layer, kernel, bias in _dense_weights(run.model):
+        rows = list(previous)
         units = [f"{layer.name}[{j}]" for j in range(kernel.shape[1])]
         layers.append(
             {

@@ -108,3 +108,30 @@ def baselines(
             "intercept": fit.intercept,
         },
     }
+
+
+def learned_nothing(task: str, test: dict[str, float], baselines: dict[str, dict]) -> str | None:
+    """A warning when the network scores no better than the mean predictor, else None.
+
+    Regression: test MSE within 1% of the mean predictor's (R² about 0 or below).
+    Classification: accuracy no better than the majority class and the scores' MSE (Brier
+    score) within 1% of the base rate's: the network has not separated the classes.
+    """
+    mean = baselines["mean_predictor"]
+    if task == "classification":
+        if test["accuracy"] > mean["accuracy"] or test["mse"] < 0.99 * mean["mse"]:
+            return None
+        scored = (
+            f"test accuracy {test['accuracy']:.4g}, majority class {mean['accuracy']:.4g}; "
+            f"Brier score {test['mse']:.4g}, base rate {mean['mse']:.4g}"
+        )
+    else:
+        if test["mse"] < 0.99 * mean["mse"]:  # False for NaN: a diverged network is warned about
+            return None
+        scored = f"test MSE {test['mse']:.4g}, mean predictor {mean['mse']:.4g}"
+    return (
+        f"the network is no better than the mean predictor ({scored}). Look at the layers "
+        "(a threshold or relu layer whose output is the same for every row passes nothing on), "
+        "the output activation, training.optimizer.learning_rate and the training length "
+        "(training.epochs, training.steps)."
+    )

@@ -6,7 +6,8 @@ The model takes raw feature values and returns the target in its own units:
 
 ``normalization`` is a ``keras.layers.Normalization`` (adapted on the training split by
 ``builder.train``); ``target_scaling`` is a ``Rescaling(scale=std, offset=mean)`` for regression
-targets, because a raw salary target (tens of thousands) does not train (see KERAS-NOTES).
+targets: the network trains on a standardized target, since a raw one in the tens of thousands
+(a salary) is out of reach of learning rates and initializations sized for values near 1.
 """
 
 from __future__ import annotations
@@ -17,10 +18,10 @@ from builder.config import (
     ActivationLayer,
     BatchNormalizationLayer,
     Config,
+    DenseArgs,
     DenseLayer,
     DropoutLayer,
     ThresholdLayer,
-    _DenseArgs,
 )
 from builder.layers import Threshold
 
@@ -83,7 +84,7 @@ def _layer(spec, name: str) -> list[keras.layers.Layer]:
     raise TypeError(f"unknown layer spec {spec!r}")  # the schema makes this unreachable
 
 
-def _dense(spec: _DenseArgs, name: str) -> list[keras.layers.Layer]:
+def _dense(spec: DenseArgs, name: str) -> list[keras.layers.Layer]:
     # `threshold` never reaches Keras: its own keras.activations.threshold means something else.
     step = spec.activation == "threshold"
     dense = keras.layers.Dense(
@@ -111,8 +112,3 @@ def summary_text(model: keras.Model) -> str:
     # line_length=None lets Keras size the columns; a fixed width cuts off "Param #".
     model.summary(print_fn=lambda text, **_: parts.append(text), line_length=None)
     return "".join(parts).rstrip("\n")
-
-
-def dense_layers(model: keras.Model) -> list[keras.layers.Dense]:
-    """The model's Dense layers in order (hidden ones, then ``output``)."""
-    return [layer for layer in model.layers if isinstance(layer, keras.layers.Dense)]

@@ -158,7 +158,9 @@ def _history_metrics(history: pd.DataFrame) -> list[tuple[str, str | None, str |
     return [(base, pairs[base][0], pairs[base][1]) for base in order]
 
 
-def plot_history(history: pd.DataFrame, path: str | os.PathLike[str]) -> Path:
+def plot_history(
+    history: pd.DataFrame, path: str | os.PathLike[str], *, restored_epoch: int | None = None
+) -> Path:
     """Plots training curves: one panel per metric, train and validation lines.
 
     Args:
@@ -166,6 +168,9 @@ def plot_history(history: pd.DataFrame, path: str | os.PathLike[str]) -> Path:
             optional ``epoch`` column (else epochs are numbered from 1) and numeric metric columns
             such as ``loss``, ``val_loss``, ``mae``, ``val_mae``. Other columns are ignored.
         path: Where the PNG goes.
+        restored_epoch: The epoch (as numbered in the plot) whose weights the model holds, when
+            early stopping restored its best weights (``builder.runs.early_stopping``); None
+            when the last epoch's weights were kept.
 
     Returns:
         The written path.
@@ -175,7 +180,7 @@ def plot_history(history: pd.DataFrame, path: str | os.PathLike[str]) -> Path:
             written.
 
     The loss panel uses a log-scale y axis when every loss value is positive, and marks the epoch
-    with the lowest validation loss (or training loss, without validation).
+    of the model that was kept: ``restored_epoch``, or else the last epoch.
     """
     metrics = _history_metrics(history)
     if len(history) == 0 or not metrics:
@@ -217,8 +222,9 @@ def plot_history(history: pd.DataFrame, path: str | os.PathLike[str]) -> Path:
         log = base == "loss" and finite.size > 0 and bool(np.all(finite > 0))
         if log:
             ax.set_yscale("log")
+            _log_ticks(ax, finite)
         if base == "loss":
-            _mark_best(ax, epochs, history, val_col or train_col)
+            _mark_kept(ax, epochs, history, val_col or train_col, restored_epoch)
         ax.set_title(_text(base) + (" (log scale)" if log else ""))
         ax.set_xlabel("epoch")
         ax.set_ylabel(_text(base))
@@ -229,23 +235,53 @@ def plot_history(history: pd.DataFrame, path: str | os.PathLike[str]) -> Path:
     return _save(fig, path)
 
 
-def _mark_best(ax: Axes, epochs: np.ndarray, history: pd.DataFrame, column: str | None) -> None:
-    """Draws a dotted vertical line at the epoch where ``column`` is lowest."""
+def _log_ticks(ax: Axes, values: np.ndarray) -> None:
+    """Labels a log axis at more than the powers of ten when it spans few decades.
+
+    Matplotlib's default labels only the powers of ten: a loss going from 4e7 to 2e8 gets one
+    or two labels. Within about a decade every digit is labelled (4e7, 5e7 ... 2e8), within four
+    1, 2 and 5 of each decade; over more decades the powers of ten are enough.
+    """
+    from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
+
+    decades = math.log10(float(values.max()) / float(values.min()))
+    if decades > 4:
+        return
+    subs = tuple(range(1, 10)) if decades <= 1.2 else (1, 2, 5)
+    ax.yaxis.set_major_locator(LogLocator(base=10.0, subs=[float(s) for s in subs]))
+    ax.yaxis.set_major_formatter(FuncFormatter(lambda value, _: f"{value:.3g}"))
+    ax.yaxis.set_minor_formatter(NullFormatter())
+
+
+def _mark_kept(
+    ax: Axes,
+    epochs: np.ndarray,
+    history: pd.DataFrame,
+    column: str | None,
+    restored_epoch: int | None,
+) -> None:
+    """Draws a dotted vertical line at the epoch whose weights the model holds.
+
+    That is ``restored_epoch`` when early stopping restored it, else the last epoch.
+    """
     if column is None:
         return
     y = history[column].to_numpy(dtype=float, na_value=np.nan)
-    if not np.any(np.isfinite(y)):
-        return
-    best = int(np.nanargmin(y))
-    epoch = epochs[best]
-    epoch_text = f"{epoch:g}" if np.isfinite(epoch) else str(best + 1)
-    ax.axvline(
-        epoch,
-        color="grey",
-        linestyle=":",
-        linewidth=1.2,
-        label=f"best {_text(column)} = {y[best]:.4g} (epoch {epoch_text})",
-    )
+    row = len(history) - 1
+    if restored_epoch is not None:
+        matches = np.flatnonzero(epochs == restored_epoch)
+        if matches.size == 0 and not 1 <= restored_epoch <= len(history):
+            raise RunError(
+                f"restored_epoch must be one of the history's epochs. "
+                f"Received: restored_epoch={restored_epoch}, {len(history)} epochs"
+            )
+        row = int(matches[0]) if matches.size else restored_epoch - 1
+    epoch = epochs[row]
+    if not np.isfinite(epoch):
+        epoch = float(row + 1)
+    what = "restored weights: epoch" if restored_epoch is not None else "kept weights: last epoch,"
+    value = f" ({_text(column)} = {y[row]:.4g})" if np.isfinite(y[row]) else ""
+    ax.axvline(epoch, color="grey", linestyle=":", linewidth=1.2, label=f"{what} {epoch:g}{value}")
 
 
 # --------------------------------------------------------------------------------------------

@@ -37,9 +37,9 @@ def _chunks(
     ):
         if policy == "mean" and numeric.isna().to_numpy().any():
             if means is None:
-                from builder.inspection import _normalization
+                from builder.inspection import normalization_stats
 
-                norm = _normalization(run.model)
+                norm = normalization_stats(run.model)
                 if norm is None:
                     raise DataError(f"{path}: empty cells need a model with input normalization.")
                 means = norm[0]
@@ -66,7 +66,10 @@ def predict_chunks(
     for numeric, text in _chunks(run, path, with_target=False, chunk_rows=chunk_rows):
         if column in text.columns:  # every chunk has the header's columns; the first one stops
             raise DataError(f"{path} already has a column '{column}'; predict would overwrite it.")
-        text[column] = predict_array(run.model, numeric[features].to_numpy(np.float32))
+        # The model computes in float32: the column keeps that dtype, so a CSV gets each value's
+        # shortest float32 repr (166229.67), not its float64 widening (166229.671875).
+        prediction = predict_array(run.model, numeric[features].to_numpy(np.float32))
+        text[column] = prediction.astype(np.float32)
         yield text
 
 

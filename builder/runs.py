@@ -246,8 +246,56 @@ def _standalone_config(model: Any, path: Path) -> Config:
     )
 
 
+def early_stopping(run: Run) -> dict[str, Any] | None:
+    """What early stopping did in a run: the epoch it stopped at and the epoch whose weights
+    the model holds.
+
+    Training records it in ``metrics.json``; for a run written before it did, it is worked out
+    from ``history.csv`` and the config as Keras's ``EarlyStopping`` picks it: the best epoch is
+    the first lowest value of the monitored metric (``val_loss`` when the history has it, else
+    ``loss``; exact with ``min_delta: 0``).
+
+    Returns:
+        None when the run trained without early stopping (or has no history); otherwise
+        ``monitor``, ``patience``, ``epochs_run``, ``stopped_epoch`` (1-based; None when every
+        epoch ran) and ``restored_epoch`` (1-based; None when the last epoch's weights are kept).
+    """
+    stop = run.config.training.early_stopping
+    history = run.history
+    recorded = run.metrics.get("early_stopping")
+    epochs_run = run.metrics.get("epochs_run", None if history is None else len(history))
+    if recorded is not None:
+        return {**recorded, "epochs_run": epochs_run}
+    if stop is None or history is None or len(history) == 0:
+        return None
+    monitor = "val_loss" if "val_loss" in history.columns else "loss"
+    if monitor not in history.columns:
+        return None
+    epochs = run.metrics.get("epochs", run.config.training.epochs)
+    stopped = epochs_run if isinstance(epochs, int) and epochs_run < epochs else None
+    restored = None
+    values = history[monitor].to_numpy(dtype=float, na_value=float("nan"))
+    if stop.restore_best_weights and (values == values).any():  # some value is not NaN
+        import numpy as np
+
+        best = int(np.nanargmin(values))
+        restored = int(history["epoch"].iloc[best]) if "epoch" in history.columns else best + 1
+    return {
+        "monitor": monitor,
+        "patience": stop.patience,
+        "epochs_run": epochs_run,
+        "stopped_epoch": stopped,
+        "restored_epoch": restored,
+    }
+
+
 def list_runs(runs_dir: str | Path) -> list[dict[str, Any]]:
-    """Past runs under ``runs_dir``, newest first, from their manifests and metrics."""
+    """Past runs under ``runs_dir``, newest first, from their manifests and metrics.
+
+    Each row has ``kind``: ``"train"`` (with the test metrics and baselines) or ``"tune"``
+    (with ``tune``: objective, direction, trials run, and the best trial and its score, from
+    the manifest or, for a search that did not finish, from its ``results.csv``).
+    """
     rows = []
     for manifest_path in Path(runs_dir).glob("*/*/manifest.json"):
         try:
@@ -259,16 +307,58 @@ def list_runs(runs_dir: str | Path) -> list[dict[str, Any]]:
             metrics = json.loads(metrics_path.read_text(encoding="utf-8"))
         except (OSError, json.JSONDecodeError):
             metrics = {}
-        rows.append(
-            {
-                "path": str(manifest_path.parent),
-                "name": manifest.get("name", manifest_path.parent.parent.name),
-                "started": manifest.get("started", ""),
-                "status": manifest.get("status", "unknown"),
-                "epochs": manifest.get("epochs_run"),
-                "test": metrics.get("test", {}),
-                "baselines": metrics.get("baselines", {}),
-            }
-        )
+        kind = manifest.get("kind", "train")
+        row = {
+            "path": str(manifest_path.parent),
+            "name": manifest.get("name", manifest_path.parent.parent.name),
+            "kind": kind,
+            "started": manifest.get("started", ""),
+            "status": manifest.get("status", "unknown"),
+            "epochs": manifest.get("epochs_run"),
+            "test": metrics.get("test", {}),
+            "baselines": metrics.get("baselines", {}),
+        }
+        if kind == "tune":
+            row["tune"] = _tune_summary(manifest_path.parent, manifest)
+        rows.append(row)
     rows.sort(key=lambda row: (row["started"], row["path"]), reverse=True)
     return rows
+
+
+def _tune_summary(run_dir: Path, manifest: dict[str, Any]) -> dict[str, Any]:
+    """A tune run's objective and best trial (builder.tuning writes the manifest and results)."""
+    objective = manifest.get("objective")
+    direction = manifest.get("direction", "min")
+    summary = {
+        "objective": objective,
+        "direction": direction,
+        "trials": manifest.get("trials_run"),
+        "max_trials": manifest.get("max_trials"),
+        "best_trial": None,
+        "best_score": None,
+    }
+    best = manifest.get("best")
+    if isinstance(best, dict) and best.get("score") is not None:
+        summary.update(best_trial=best.get("trial"), best_score=best["score"])
+        return summary
+    # Interrupted or failed: the trials that did finish are in results.csv.
+    import csv
+
+    try:
+        with open(run_dir / "results.csv", encoding="utf-8", newline="") as handle:
+            results = list(csv.DictReader(handle))
+    except OSError:
+        return summary
+    summary["trials"] = len(results)
+    scored = []
+    for result in results:
+        try:
+            score = float(result.get(objective) or "nan")
+        except ValueError:
+            continue
+        if score == score:  # not NaN
+            scored.append((score, result.get("trial")))
+    if scored:
+        score, trial = (max if direction == "max" else min)(scored, key=lambda s: s[0])
+        summary.update(best_trial=trial, best_score=score)
+    return summary

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import importlib.util
 import math
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, NoReturn
 
 from pydantic import (
     AfterValidator,
@@ -30,11 +30,11 @@ from pydantic import (
     ValidationError,
     model_validator,
 )
-from pydantic_core import PydanticCustomError
 
 from builder.errors import ConfigError
+from builder.rules import rule_error, rule_text
 
-# Union tags of a searchable field; builder.config drops them from error locations.
+# Union tags of a searchable field; builder.config's messages drop them from error locations.
 VALUE_TAG = "value"
 SPACE_TAG = "space"
 SPACE_TAGS = (VALUE_TAG, SPACE_TAG)
@@ -47,7 +47,7 @@ MAXIMIZED = ("accuracy", "binary_accuracy", "auc", "precision", "recall")
 
 
 class _Strict(BaseModel):
-    # defer_build: built with Config on first use, not at import (see builder.config._Strict).
+    # defer_build: built with Config on first use, not at import (as builder.config.schema's).
     model_config = ConfigDict(extra="forbid", strict=True, defer_build=True)
 
 
@@ -116,10 +116,8 @@ class SearchSpace(_Strict):
         return self.max
 
 
-def _fail(rule: str, key: str, received: str) -> None:
-    raise PydanticCustomError(
-        "search_space", "{rule}", {"rule": rule, "loc": key, "received": received}
-    )
+def _fail(rule: str, key: str, received: str) -> NoReturn:
+    raise rule_error(rule, loc=key, received=received)
 
 
 def is_space(value: Any) -> bool:
@@ -180,19 +178,13 @@ def _check_value(adapter: TypeAdapter, base: type, value: Any, key: str) -> None
     try:
         adapter.validate_python(value, strict=True)
     except ValidationError as err:
-        from builder.config import _rule  # config imports this module: import late
-
         error = err.errors(include_url=False)[0]
         ctx = error.get("ctx") or {}
-        raise PydanticCustomError(
-            "search_space",
-            "{rule}",
-            {
-                "rule": _rule(error, integer=base is int),
-                "loc": key,
-                "received": f"{key}={value!r}",
-                "hint": ctx.get("hint", ""),
-            },
+        raise rule_error(
+            rule_text(error, integer=base is int),
+            loc=key,
+            received=f"{key}={value!r}",
+            hint=ctx.get("hint", ""),
         ) from None
 
 

@@ -12,6 +12,7 @@ import platform
 import sys
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -22,10 +23,21 @@ from builder import distribute, runs
 from builder import metrics as metrics_mod
 from builder import streaming as streaming_mod
 from builder.config import Config, load_config, validate_config
+from builder.config.names import DEFAULT_STEPS, MAX_EPOCHS, MIN_EPOCH_STEPS
 from builder.errors import DataError, Interrupted, RunError
 from builder.search import require_values
 
 ProgressFn = Callable[[int, int, dict[str, float]], None]
+
+
+@dataclass
+class Fitted:
+    """What ``fit`` returns: the trained model and how its training went."""
+
+    model: Any
+    history: Any  # pandas.DataFrame, one row per epoch run
+    epochs: int  # the epochs the training was set to (``epochs: auto`` resolved)
+    early_stopping: dict[str, Any] | None  # ``stopping_outcome``
 
 
 def with_overrides(
@@ -41,6 +53,7 @@ def with_overrides(
         raw["data"]["path"] = str(Path(data).resolve())
     if epochs is not None:
         raw["training"]["epochs"] = epochs
+        raw["training"]["steps"] = None  # a fixed epoch count sets the length itself
     if seed is not None:
         raw["training"]["seed"] = seed
     if data is not None:
@@ -51,21 +64,50 @@ def with_overrides(
             rule = "must name an existing file" if not path.exists() else "must name a file"
             raise DataError(f"--data {rule}. Received: {data}")
     updated = validate_config(raw, source=config.source)
-    updated._node = None if data is not None else config._node
-    return updated
+    return updated.locate(config.source, None if data is not None else config.yaml_node)
 
 
-def compile_model(model: Any, config: Config, steps_per_epoch: int) -> None:
+def pass_steps(config: Config, train_rows: int, batch_size: int | None = None) -> int:
+    """Optimizer steps in one pass over ``train_rows`` rows at the configured (global) batch."""
+    return max(1, math.ceil(train_rows / (batch_size or config.training.batch_size)))
+
+
+def epoch_steps(config: Config, train_rows: int, batch_size: int | None = None) -> int:
+    """Optimizer steps in one epoch: a pass, or ``MIN_EPOCH_STEPS`` with ``epochs: auto``."""
+    steps = pass_steps(config, train_rows, batch_size)
+    return max(steps, MIN_EPOCH_STEPS) if config.training.epochs == "auto" else steps
+
+
+def resolve_epochs(config: Config, train_rows: int, batch_size: int | None = None) -> int:
+    """The epochs a config trains for on ``train_rows`` training rows.
+
+    ``epochs: auto`` counts the training in optimizer steps rather than passes over the data:
+    enough epochs for ``training.steps`` steps, at least one. A fixed epoch count is tuned to
+    one row count: the same 20 epochs are hundreds of steps on 10,000 rows and 20 steps on 300,
+    where the network stops far from its answer (bench/README.md, bench 1 by row count).
+    ``batch_size`` stands in for the configured one (a search space's smallest, in tuning).
+    """
+    epochs = config.training.epochs
+    if epochs != "auto":
+        return int(epochs)
+    per_epoch = epoch_steps(config, train_rows, batch_size)
+    steps = config.training.steps or DEFAULT_STEPS
+    return max(1, min(MAX_EPOCHS, math.ceil(steps / per_epoch)))
+
+
+def compile_model(model: Any, config: Config, train_rows: int) -> None:
     """Compile with the configured optimizer, schedule, loss and metrics."""
     import keras
 
     opt = config.training.optimizer
     learning_rate: Any = opt.learning_rate
+    per_epoch = epoch_steps(config, train_rows)
     if opt.schedule == "cosine":
-        # Decays to 0 over the configured epochs: the linear model then settles on the
-        # least-squares answer instead of bouncing around it (KERAS-NOTES).
+        # Decays to 0 over the whole training: the linear model then settles on the
+        # least-squares answer instead of bouncing around it at the final learning rate.
+        total = resolve_epochs(config, train_rows) * per_epoch
         learning_rate = keras.optimizers.schedules.CosineDecay(
-            opt.learning_rate, decay_steps=max(1, config.training.epochs * steps_per_epoch)
+            opt.learning_rate, decay_steps=max(1, total)
         )
     optimizer = type(keras.optimizers.get(opt.name))(learning_rate=learning_rate)
     model.compile(
@@ -74,7 +116,7 @@ def compile_model(model: Any, config: Config, steps_per_epoch: int) -> None:
         metrics=[_metric(name) for name in config.training.metrics],
         # Capped at one epoch: then an execution is exactly an epoch, which `fit` relies on when
         # it repeats a small dataset (Keras would otherwise run whole executions past its end).
-        steps_per_execution=max(1, min(config.training.steps_per_execution, steps_per_epoch)),
+        steps_per_execution=max(1, min(config.training.steps_per_execution, per_epoch)),
     )
 
 
@@ -115,6 +157,12 @@ def _early_stopping(config: Config, has_validation: bool) -> Any:
     )
 
 
+# A checkpoint is written after an epoch only when this long has passed since the last one:
+# on a small CSV an epoch takes milliseconds, and writing every epoch then costs more than the
+# training (the state's history grows with every epoch). A kill loses at most this much work.
+CHECKPOINT_SECONDS = 1.0
+
+
 def _recorder(
     rows: list[dict[str, float]],
     epochs: int,
@@ -128,15 +176,41 @@ def _recorder(
     from builder import checkpoints
 
     class _Record(keras.callbacks.Callback):
+        saved = time.monotonic()
+
         def on_epoch_end(self, epoch, logs=None):
             row = {"epoch": epoch + 1, **{k: float(v) for k, v in (logs or {}).items()}}
             rows.append(row)
-            if run_dir is not None:
+            now = time.monotonic()
+            if run_dir is not None and now - self.saved >= CHECKPOINT_SECONDS:
                 checkpoints.save(run_dir, self.model, epoch + 1, rows, stopper)
+                self.saved = now
             if progress is not None:
                 progress(epoch + 1, epochs, {k: v for k, v in row.items() if k != "epoch"})
 
     return _Record()
+
+
+def stopping_outcome(stopper: Any, epochs: int, epochs_run: int) -> dict[str, Any] | None:
+    """What early stopping did: the epoch it stopped at and the epoch whose weights are kept.
+
+    Returns:
+        None without early stopping; otherwise ``monitor``, ``patience``, ``stopped_epoch``
+        (1-based; None when every epoch ran) and ``restored_epoch`` (1-based; None when the
+        last epoch's weights are kept). Keras restores the best weights at the end of
+        training whenever ``restore_best_weights`` is on, stopped early or not.
+    """
+    if stopper is None:
+        return None
+    restored = None
+    if stopper.restore_best_weights and stopper.best_weights is not None:
+        restored = int(stopper.best_epoch) + 1
+    return {
+        "monitor": stopper.monitor,
+        "patience": int(stopper.patience),
+        "stopped_epoch": epochs_run if epochs_run < epochs else None,
+        "restored_epoch": restored,
+    }
 
 
 def prepare_model(config: Config, splits: Any) -> Any:
@@ -164,8 +238,7 @@ def prepare_model(config: Config, splits: Any) -> Any:
             model = build_model(config, target_mean=float(np.mean(y)), target_std=std)
             if config.data.normalize == "zscore":
                 model.get_layer(NORMALIZATION).adapt(splits.train.x)
-        batch = config.training.batch_size  # the global batch, split across replicas
-        compile_model(model, config, math.ceil(len(splits.train) / batch))
+        compile_model(model, config, len(splits.train))
     if strategy is None:  # under a strategy Keras builds them eagerly itself
         _create_variables(model, len(config.data.features))
     return model
@@ -193,7 +266,7 @@ def fit(
     extra_callbacks: list | None = None,
     run_dir: Path | None = None,
     resume_state: dict[str, Any] | None = None,
-) -> tuple[Any, Any]:
+) -> Fitted:
     """Build, adapt, compile and fit a model on prepared splits.
 
     Args:
@@ -201,11 +274,11 @@ def fit(
         splits: train, validation and test data.
         progress: called after each epoch with ``(epoch, epochs, logs)``.
         extra_callbacks: more Keras callbacks (e.g. TensorBoard).
-        run_dir: when given, a checkpoint is written there after every epoch.
+        run_dir: when given, checkpoints are written there (``CHECKPOINT_SECONDS`` apart).
         resume_state: a checkpoint's state (``builder.checkpoints.load_state``) to continue from.
 
     Returns:
-        ``(model, history_frame)``; the history has one row per epoch run.
+        The model, its history (one row per epoch run) and what early stopping did.
     """
     import pandas as pd
 
@@ -229,17 +302,20 @@ def fit(
     # uninterrupted run's after the resume point (results agree within noise, not bitwise).
     train_data = make_dataset(splits.train, batch, shuffle_seed=seed + initial_epoch)
     val_data = make_dataset(splits.validation, batch) if has_val else None
-    steps = math.ceil(len(splits.train) / batch)
+    steps = epoch_steps(config, len(splits.train))
     repeat: dict[str, Any] = {}
-    if steps <= config.training.steps_per_execution:
-        # An epoch is one execution: repeat the data and keep one iterator, rather than have
-        # Keras build the input pipeline anew each epoch (the shipped linear model's epoch went
-        # from 80-140 ms to ~27 ms here; bench/README.md).
+    if (
+        steps > pass_steps(config, len(splits.train))
+        or steps <= config.training.steps_per_execution
+    ):
+        # An epoch of several passes (MIN_EPOCH_STEPS) needs the data repeated. An epoch of one
+        # execution is repeated too, keeping one iterator, rather than have Keras build the
+        # input pipeline anew each epoch (bench/README.md, bench 2's pipeline notes).
         train_data = train_data.repeat()
         repeat["steps_per_epoch"] = steps
     train_data = distribute.shard(train_data, strategy)
     val_data = distribute.shard(val_data, strategy)
-    epochs = config.training.epochs
+    epochs = resolve_epochs(config, len(splits.train))
     callbacks = [c for c in (stopper,) if c is not None]
     callbacks += [_recorder(rows, epochs, progress, run_dir, stopper), *(extra_callbacks or [])]
     if initial_epoch < epochs:
@@ -254,7 +330,7 @@ def fit(
             **repeat,
         )
     history = pd.DataFrame(rows)
-    return model, history
+    return Fitted(model, history, epochs, stopping_outcome(stopper, epochs, len(rows)))
 
 
 def predict_array(model: Any, x: np.ndarray, batch_size: int = 65_536) -> np.ndarray:
@@ -316,7 +392,7 @@ def train(
     # Fail on an unwritable runs directory before spending time on training.
     scratch = distribute.worker_scratch(config)  # None on the chief, which keeps the run
     run_dir = runs.create_run_dir(scratch or runs_dir, config.name)
-    manifest = _manifest(config, data_path, splits, started, command)
+    manifest = run_manifest(config, data_path, splits, started, command)
     manifest["distribution"] = distribute.describe(config)
     runs.write_json(run_dir / "manifest.json", manifest)
     runs.write_config(run_dir / "config.yaml", config)
@@ -402,13 +478,25 @@ def open_data(
     )
 
 
-def _manifest(
+def run_manifest(
     config: Config,
     data_path: Path,
     splits: data_mod.Splits,
     started: float,
     command: list[str] | None,
 ) -> dict[str, Any]:
+    """The ``manifest.json`` of a run that is starting (status ``running``).
+
+    Args:
+        config: the config it trains.
+        data_path: the CSV it reads.
+        splits: the data's splits (their row counts are recorded).
+        started: the start time, as ``time.time()``.
+        command: the command line to record; ``None`` records ``sys.argv``.
+
+    Returns:
+        The manifest as plain data (JSON-ready).
+    """
     import keras
     import tensorflow as tf
 
@@ -452,14 +540,14 @@ def _fit_and_finish(
     extra: list,
     state: dict[str, Any] | None,
 ) -> runs.Run:
-    """Fit (checkpointing each epoch), then write the run's files and mark it complete."""
+    """Fit (with checkpoints), then write the run's files and mark it complete."""
     import shutil
 
     from builder import checkpoints
 
     fit_started = time.time()
     try:
-        model, history = fit(
+        fitted = fit(
             config,
             splits,
             progress=progress,
@@ -475,10 +563,11 @@ def _fit_and_finish(
         except RunError:
             done = 0
         raise Interrupted(
-            f"training interrupted after epoch {done}; resume with: "
+            f"training interrupted; the last checkpoint is after epoch {done}; resume with: "
             f"builder train --resume {run_dir}"
         ) from None
     fit_seconds = time.time() - fit_started
+    model, history = fitted.model, fitted.history
 
     if isinstance(splits, streaming_mod.CsvStream):
         test, baselines = splits.evaluate(lambda x: predict_array(model, x), config.task)
@@ -498,7 +587,10 @@ def _fit_and_finish(
         "test": test,
         "baselines": baselines,
         "timings": {"fit_seconds": fit_seconds, "total_seconds": time.time() - started},
+        "epochs": fitted.epochs,
         "epochs_run": len(history),
+        "early_stopping": fitted.early_stopping,
+        "warnings": [w for w in (metrics_mod.learned_nothing(config.task, test, baselines),) if w],
     }
 
     from builder.model import summary_text

@@ -264,6 +264,17 @@ def _make_tuner(tune: TuneConfig, seed: int, epochs: int, **kwargs: Any) -> Any:
     return _Tuner(**kwargs)
 
 
+def _most_epochs(config: Config, train_rows: int) -> int:
+    """The epochs of the longest trial: ``training.epochs``, resolved at the smallest batch."""
+    from builder.training import resolve_epochs
+
+    batch = config.training.batch_size
+    smallest = None
+    if is_space(batch):
+        smallest = int(min(batch.values) if batch.search == "choice" else batch.min)
+    return resolve_epochs(config, train_rows, smallest)
+
+
 class _Search:
     """The state of one search: data, progress, and what each trial recorded."""
 
@@ -274,7 +285,9 @@ class _Search:
         self.progress = progress
         self.hypermodel = ConfigHyperModel(config, splits)
         self.direction = self.tune.resolved_direction()
-        self.epochs = self.tune.epochs or config.training.epochs
+        # The most epochs a trial trains (Hyperband's max_epochs); with ``epochs: auto`` each
+        # trial resolves its own from its batch size, so this is the smallest batch's count.
+        self.epochs = self.tune.epochs or _most_epochs(config, len(splits.train))
         self.info: dict[str, dict[str, Any]] = {}
         self.numbers: dict[str, int] = {}
         self.oracle: Any = None
@@ -289,8 +302,8 @@ class _Search:
         from builder.training import with_overrides
 
         config = self.hypermodel.config_for(hp)
-        epochs = hp.values.get("tuner/epochs", self.epochs)  # Hyperband sets each round's
-        return with_overrides(config, epochs=int(epochs))
+        epochs = hp.values.get("tuner/epochs", self.tune.epochs)  # Hyperband sets each round's
+        return config if epochs is None else with_overrides(config, epochs=int(epochs))
 
     def trial_begins(self, trial: Any) -> None:
         self.numbers[trial.trial_id] = len(self.numbers) + 1
@@ -315,8 +328,9 @@ class _Search:
             # Each trial starts from an empty Keras session, so memory stays flat however many
             # trials run (bench/bench_tune_memory.py measures it).
             keras.backend.clear_session()
-            model, history = fit(run_config, self.splits, progress=report)
-            del model
+            fitted = fit(run_config, self.splits, progress=report)
+            history, trained_epochs = fitted.history, fitted.epochs
+            del fitted
             if self.tune.objective not in history:
                 raise ConfigError(
                     f"tune.objective {self.tune.objective!r} is not among the logged values "
@@ -327,7 +341,7 @@ class _Search:
         keras.backend.clear_session()
         gc.collect()
         self.info[trial.trial_id] = {
-            "epochs": config.training.epochs,
+            "epochs": trained_epochs,
             "epochs_run": max(epochs_run),
             "seconds": round(time.time() - started, 2),
         }
@@ -433,7 +447,7 @@ def tune(
     run_dir = runs.create_run_dir(runs_dir, config.name)
     digest = config_hash(config, splits.sha256)
     state = _Search(config, splits, progress)
-    manifest = training._manifest(config, data_path, splits, started, command)
+    manifest = training.run_manifest(config, data_path, splits, started, command)
     manifest.update(
         kind="tune",
         config_hash=digest,

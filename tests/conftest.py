@@ -15,6 +15,9 @@ os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "0")
 
 ROOT = Path(__file__).resolve().parent.parent
 CONFIGS = sorted((ROOT / "configs").glob("*.yaml"))
+# Configs with search spaces are for `builder tune`; `build` and `train` refuse them.
+TRAIN_CONFIGS = [p for p in CONFIGS if "search:" not in p.read_text(encoding="utf-8")]
+TUNE_CONFIGS = [p for p in CONFIGS if p not in TRAIN_CONFIGS]
 
 # A known linear truth with awkward column names: spaces, dots, capitals.
 FEATURES = ["Age (years)", "x.dot", "Big Number"]

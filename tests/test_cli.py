@@ -38,7 +38,8 @@ def test_validate_reports_invalid_config_with_exit_2(tmp_path):
     bad.write_text("name: t\ndata: {features: [a], target: y}\ntraining: {epochs: 0}\n")
     result = invoke("validate", CONFIGS[0], bad)
     assert result.exit_code == 2
-    assert "training.epochs must be a positive integer. Received: epochs=0" in result.output
+    rule = "training.epochs must be a positive integer up to 100,000, or auto"
+    assert f"{rule}. Received: epochs=0" in result.output
     assert "Traceback" not in result.output
 
 

@@ -54,7 +54,7 @@ def test_fast_path_reports_each_bad_config_on_one_line(tmp_path, capsys):
     code, out, err = run_fast(["validate", CONFIGS[0], bad], capsys)
     assert code == 2
     assert out == f"valid: {CONFIGS[0]} (salary_linear, regression)\n"
-    assert err.startswith("invalid: training.epochs must be a positive integer. Received:")
+    assert err.startswith("invalid: training.epochs must be a positive integer up to 100,000")
     assert err.count("\n") == 1 and "Traceback" not in err
 
 
@@ -119,7 +119,7 @@ def test_console_script_flushes_before_it_exits(tmp_path):
     )
     assert out.returncode == 2
     assert out.stdout == f"valid: {CONFIGS[0]} (salary_linear, regression)\n"
-    assert out.stderr.startswith("invalid: training.epochs must be a positive integer.")
+    assert out.stderr.startswith("invalid: training.epochs must be a positive integer up to")
     schema = subprocess.run(
         [sys.executable, "-m", "builder", "schema"],
         capture_output=True,

@@ -9,10 +9,10 @@ import pytest
 from builder.config import load_config, parameter_count, parse_config
 from builder.layers import Threshold
 from builder.model import build_model, summary_text
-from tests.conftest import CONFIGS
+from tests.conftest import TRAIN_CONFIGS
 
 
-@pytest.mark.parametrize("path", CONFIGS, ids=lambda p: p.name)
+@pytest.mark.parametrize("path", TRAIN_CONFIGS, ids=lambda p: p.name)
 def test_parameter_counts_match_layer_sizes(path):
     config = load_config(path)
     model = build_model(config)

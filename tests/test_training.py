@@ -21,10 +21,10 @@ from builder.inspection import raw_equation
 from builder.predict import evaluate, predict, predict_chunks
 from builder.runs import FILES, load_run
 from tests.conftest import (
-    CONFIGS,
     FEATURES,
     ROOT,
     TARGET,
+    TRAIN_CONFIGS,
     TRUE_COEF,
     config_dict,
     make_linear_frame,
@@ -32,7 +32,7 @@ from tests.conftest import (
 )
 
 
-@pytest.mark.parametrize("path", CONFIGS, ids=lambda p: p.name)
+@pytest.mark.parametrize("path", TRAIN_CONFIGS, ids=lambda p: p.name)
 def test_every_shipped_config_trains_briefly(path, tmp_path):
     run = builder.train(path, epochs=2, runs_dir=tmp_path)
     assert sorted(p.name for p in run.path.iterdir()) == sorted(FILES)

@@ -1,0 +1,53 @@
+"""The names and limits a config may use: allow-lists, not lookups.
+
+A config can never name arbitrary code: every activation, optimizer, loss, metric and initializer
+is one of these. tests/test_config.py checks that each resolves in Keras, so the lists cannot
+drift silently. No imports: the schema, its messages and the YAML reader all read these.
+"""
+
+# Keras's own `threshold` activation means something else (x if x > t else default); here the name
+# means builder's step layer, so it is listed separately and never passed to Keras.
+KERAS_ACTIVATIONS = (
+    "celu", "elu", "exponential", "gelu", "hard_shrink", "hard_sigmoid", "hard_silu",
+    "hard_swish", "hard_tanh", "leaky_relu", "linear", "log_sigmoid", "mish", "relu", "relu6",
+    "selu", "sigmoid", "silu", "soft_shrink", "softmax", "softplus", "softsign", "sparse_plus",
+    "squareplus", "swish", "tanh", "tanh_shrink",
+)  # fmt: skip
+ACTIVATIONS = (*KERAS_ACTIVATIONS, "threshold")
+OPTIMIZERS = ("adam", "adamw", "sgd", "rmsprop", "adagrad", "adadelta", "adamax", "nadam", "lion")
+LOSSES = (
+    "mse", "mae", "huber", "log_cosh", "mean_squared_error", "mean_absolute_error",
+    "mean_squared_logarithmic_error", "binary_crossentropy", "hinge", "squared_hinge",
+)  # fmt: skip
+CLASSIFICATION_LOSSES = ("binary_crossentropy", "hinge", "squared_hinge")
+METRICS = (
+    "mae", "mse", "mape", "root_mean_squared_error", "mean_absolute_error",
+    "mean_squared_error", "accuracy", "binary_accuracy", "auc", "precision", "recall",
+)  # fmt: skip
+INITIALIZERS = (
+    "glorot_uniform", "glorot_normal", "he_uniform", "he_normal", "lecun_uniform",
+    "lecun_normal", "orthogonal", "random_normal", "random_uniform", "truncated_normal",
+    "zeros", "ones",
+)  # fmt: skip
+# Mirrors builder.layers.GRADIENTS; duplicated so that this module stays free of Keras (a test
+# checks that the two agree).
+THRESHOLD_GRADIENTS = ("none", "straight_through", "sigmoid")
+
+# Size limits, checked before any memory is allocated.
+MAX_UNITS = 65_536
+MAX_EPOCHS = 100_000
+# With `epochs: auto` an epoch is one pass over the training rows or this many optimizer steps,
+# whichever is more: on a small file a pass is one or two steps, early stopping's patience
+# (counted in epochs) would then end the training after a few dozen steps, and each epoch's
+# validation and callbacks would cost more than its training.
+MIN_EPOCH_STEPS = 16
+DEFAULT_STEPS = 2000  # training.steps when epochs is auto and steps is not given
+MAX_STEPS = 100_000_000
+MAX_PARAMETERS = 50_000_000
+MAX_YAML_NODES = 100_000  # after alias expansion: refuses "billion laughs"
+
+ACTIVATION_DOC = "A Keras activation by name, or `threshold` for builder's step layer (TLU)."
+
+# The `type` of each kind of hidden layer, in the order messages list them.
+LAYER_TYPES = ("dense", "dropout", "batch_normalization", "activation", "threshold")
+MAX_HIDDEN_LAYERS = 64

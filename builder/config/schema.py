@@ -1,0 +1,505 @@
+"""The config schema: pydantic models of every section, and what follows from them.
+
+Validation is strict (YAML gives real types, so ``"16"`` is not 16) and forbids unknown keys.
+Checks that span several keys raise ``builder.rules.rule_error``; ``builder.config.messages``
+turns every failure into one located line.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import yaml
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Discriminator,
+    Field,
+    PrivateAttr,
+    Tag,
+    field_validator,
+    model_validator,
+)
+
+from builder.config.names import (
+    ACTIVATION_DOC,
+    ACTIVATIONS,
+    CLASSIFICATION_LOSSES,
+    DEFAULT_STEPS,
+    INITIALIZERS,
+    LOSSES,
+    MAX_EPOCHS,
+    MAX_HIDDEN_LAYERS,
+    MAX_PARAMETERS,
+    MAX_STEPS,
+    MAX_UNITS,
+    METRICS,
+    MIN_EPOCH_STEPS,
+    OPTIMIZERS,
+)
+from builder.config.yaml_reader import line_of
+from builder.errors import ConfigError
+from builder.rules import did_you_mean, rule_error
+from builder.search import SearchSpace, TuneConfig, is_space, objective_names, searchable
+
+
+def _one_of(kind: str, choices: tuple[str, ...]):
+    def check(value: str) -> str:
+        if value not in choices:
+            listed = ", ".join(choices)
+            raise rule_error(
+                f"must be a known {kind} ({listed})", hint=did_you_mean(value, choices)
+            )
+        return value
+
+    return check
+
+
+def _name(kind: str, choices: tuple[str, ...]) -> Any:
+    return Annotated[
+        str,
+        AfterValidator(_one_of(kind, choices)),
+        Field(json_schema_extra={"enum": list(choices)}),
+    ]
+
+
+Activation = _name("activation", ACTIVATIONS)
+Initializer = _name("initializer", INITIALIZERS)
+LossName = _name("loss", LOSSES)
+MetricName = _name("metric", METRICS)
+Units = Annotated[int, Field(gt=0, le=MAX_UNITS)]
+Rate = Annotated[float, Field(ge=0.0, lt=1.0)]
+
+
+class _Strict(BaseModel):
+    # strict: YAML gives real types, so "16" is not 16 and true is not 1.
+    # defer_build: the validators are built once, for Config, on first use, rather than for
+    # every class at import, which `builder validate`'s latency budget cannot afford
+    # (bench/README.md, command latency).
+    model_config = ConfigDict(extra="forbid", strict=True, defer_build=True)
+
+
+class Regularizer(_Strict):
+    """L1/L2 weight penalty, as ``keras.regularizers.L1L2``."""
+
+    l1: Annotated[float, Field(ge=0.0)] = 0.0
+    l2: Annotated[float, Field(ge=0.0)] = 0.0
+
+
+class DenseArgs(_Strict):
+    """The keys of a Dense layer, shared by hidden dense layers and the output layer."""
+
+    units: Units
+    activation: Activation = Field("linear", description=ACTIVATION_DOC)
+    use_bias: bool = True
+    kernel_initializer: Initializer = "glorot_uniform"
+    bias_initializer: Initializer = "zeros"
+    kernel_regularizer: Regularizer | None = None
+    bias_regularizer: Regularizer | None = None
+
+
+class DenseLayer(DenseArgs):
+    """A fully connected layer (``keras.layers.Dense``)."""
+
+    type: Literal["dense"]
+    units: searchable(Units, int)  # type: ignore[valid-type]
+    activation: searchable(Activation, str) = Field(  # type: ignore[valid-type]
+        "linear", description=ACTIVATION_DOC
+    )
+
+
+class DropoutLayer(_Strict):
+    """``keras.layers.Dropout``."""
+
+    type: Literal["dropout"]
+    rate: searchable(Rate, float)  # type: ignore[valid-type]
+
+
+class BatchNormalizationLayer(_Strict):
+    """``keras.layers.BatchNormalization``."""
+
+    type: Literal["batch_normalization"]
+    momentum: Annotated[float, Field(gt=0.0, lt=1.0)] = 0.99
+    epsilon: Annotated[float, Field(gt=0.0)] = 1e-3
+
+
+class ActivationLayer(_Strict):
+    """``keras.layers.Activation`` (or builder's Threshold for ``threshold``)."""
+
+    type: Literal["activation"]
+    activation: Activation = Field(description=ACTIVATION_DOC)
+
+
+class ThresholdLayer(_Strict):
+    """builder's step layer (TLU): 1 where the input >= threshold, else 0."""
+
+    type: Literal["threshold"]
+    threshold: float = 0.0
+    gradient: Literal["none", "straight_through", "sigmoid"] = Field(
+        "sigmoid", description="Backward pass: the forward pass is always the exact step."
+    )
+    slope: Annotated[float, Field(gt=0.0)] = 1.0
+
+
+def layer_tag(value: Any) -> str | None:
+    """The ``type`` of a hidden layer, raw (a mapping) or parsed; ``None`` when it has none."""
+    return value.get("type") if isinstance(value, dict) else getattr(value, "type", None)
+
+
+Layer = Annotated[
+    Annotated[DenseLayer, Tag("dense")]
+    | Annotated[DropoutLayer, Tag("dropout")]
+    | Annotated[BatchNormalizationLayer, Tag("batch_normalization")]
+    | Annotated[ActivationLayer, Tag("activation")]
+    | Annotated[ThresholdLayer, Tag("threshold")],
+    Discriminator(layer_tag),
+]
+
+# The model class of each hidden layer ``type`` (builder.config.names.LAYER_TYPES).
+LAYER_CLASSES: dict[str, type[BaseModel]] = {
+    "dense": DenseLayer,
+    "dropout": DropoutLayer,
+    "batch_normalization": BatchNormalizationLayer,
+    "activation": ActivationLayer,
+    "threshold": ThresholdLayer,
+}
+
+
+class OutputLayer(DenseArgs):
+    """The output layer: a Dense layer named ``output``."""
+
+    units: Units = 1
+
+
+class HiddenBlock(_Strict):
+    """Hidden layers as a count and one shape: the short form of ``layers``, for tuning.
+
+    Each hidden layer is a Dense layer followed, when ``dropout`` is above 0, by a Dropout
+    layer. Every key may be a search space; a tuned block gives each layer its own units,
+    activation and dropout.
+    """
+
+    layers: searchable(Annotated[int, Field(ge=0, le=MAX_HIDDEN_LAYERS)], int)  # type: ignore[valid-type]
+    units: searchable(Units, int)  # type: ignore[valid-type]
+    activation: searchable(Activation, str) = Field(  # type: ignore[valid-type]
+        "relu", description=ACTIVATION_DOC
+    )
+    dropout: searchable(Rate, float) = 0.0  # type: ignore[valid-type]
+
+
+class ModelConfig(_Strict):
+    """The network: hidden layers in order, then the output layer."""
+
+    layers: list[Layer] = Field(default_factory=list)
+    hidden: HiddenBlock | None = Field(
+        None, description="Instead of layers: a count of alike hidden layers (for tuning)."
+    )
+    output: OutputLayer = Field(default_factory=OutputLayer)
+
+    @model_validator(mode="after")
+    def _expand_hidden(self) -> ModelConfig:
+        block = self.hidden
+        if block is None:
+            return self
+        if self.layers:
+            raise rule_error(
+                "must not be given with model.layers: hidden is their short form",
+                loc="hidden",
+                received=f"{len(self.layers)} layers and a hidden block",
+            )
+        values = (block.layers, block.units, block.activation, block.dropout)
+        if not any(is_space(v) for v in values):
+            # Without search spaces the block is only shorthand: write it out as layers.
+            self.layers = []
+            for _ in range(block.layers):
+                self.layers.append(
+                    DenseLayer(type="dense", units=block.units, activation=block.activation)
+                )
+                if block.dropout > 0:
+                    self.layers.append(DropoutLayer(type="dropout", rate=block.dropout))
+            self.hidden = None
+        return self
+
+
+class SplitConfig(_Strict):
+    """Seeded random split of the CSV rows into train, validation and test."""
+
+    validation: Rate = 0.15
+    test: Rate = 0.15
+    seed: int = 42
+
+    @model_validator(mode="after")
+    def _leaves_training_data(self) -> SplitConfig:
+        if self.validation + self.test >= 1.0:
+            raise rule_error(
+                "must leave rows for training (validation + test must be below 1)",
+                loc="test",
+                received=f"validation={self.validation}, test={self.test}",
+            )
+        return self
+
+
+class DataConfig(_Strict):
+    """Where the data is and which columns are features and target."""
+
+    path: str | None = Field(None, description="CSV path, relative to the config file.")
+    features: Annotated[list[str], Field(min_length=1)]
+    target: str
+    split: SplitConfig = Field(default_factory=SplitConfig)
+    normalize: Literal["zscore", "none"] = Field(
+        "zscore", description="Input normalization inside the model, fitted on the training split."
+    )
+    missing: Literal["error", "drop", "mean"] = Field(
+        "error", description="Empty cells: an error, drop the row, or fill with the training mean."
+    )
+    streaming: bool | Literal["auto"] = Field(
+        "auto",
+        description="Read the CSV in chunks through tf.data, never whole; auto: above a size.",
+    )
+
+    @field_validator("features")
+    @classmethod
+    def _unique(cls, features: list[str]) -> list[str]:
+        seen = set()
+        for name in features:
+            if name in seen:
+                raise rule_error("must not repeat a column", received=f"{name!r} twice")
+            seen.add(name)
+        return features
+
+    @model_validator(mode="after")
+    def _target_not_a_feature(self) -> DataConfig:
+        if self.target in self.features:
+            raise rule_error(
+                "must not also be a feature", loc="target", received=f"target={self.target!r}"
+            )
+        return self
+
+
+class OptimizerConfig(_Strict):
+    """A Keras optimizer by name, with its learning rate and schedule."""
+
+    name: Literal[OPTIMIZERS] = "adam"  # type: ignore[valid-type]
+    learning_rate: searchable(Annotated[float, Field(gt=0.0, le=10.0)], float) = 0.01  # type: ignore[valid-type]
+    schedule: Literal["constant", "cosine"] = Field(
+        "cosine", description="cosine: decay to 0 over the configured epochs (CosineDecay)."
+    )
+
+
+class EarlyStoppingConfig(_Strict):
+    """``keras.callbacks.EarlyStopping`` on the validation loss."""
+
+    patience: Annotated[int, Field(ge=0)] = 20
+    min_delta: Annotated[float, Field(ge=0.0)] = 0.0
+    restore_best_weights: bool = True
+
+
+class TrainingConfig(_Strict):
+    """How to train: optimizer, loss, metrics, epochs, batches, seed."""
+
+    optimizer: OptimizerConfig = Field(default_factory=OptimizerConfig)
+    loss: LossName = "mse"
+    metrics: list[MetricName] = Field(default_factory=lambda: ["mae"])
+    epochs: Annotated[int, Field(gt=0, le=MAX_EPOCHS)] | Literal["auto"] = Field(
+        "auto",
+        description="Passes over the training rows, or auto: as many epochs as training.steps "
+        "optimizer steps take, whatever the row count (an epoch is then one pass or "
+        f"{MIN_EPOCH_STEPS} steps, whichever is more).",
+    )
+    steps: Annotated[int, Field(gt=0, le=MAX_STEPS)] | None = Field(
+        None,
+        description=f"Optimizer steps that epochs: auto trains for (default {DEFAULT_STEPS}); "
+        "early stopping may end the training sooner.",
+    )
+    batch_size: searchable(Annotated[int, Field(gt=0, le=1_000_000)], int) = 256  # type: ignore[valid-type]
+    steps_per_execution: Annotated[int, Field(gt=0, le=10_000)] = Field(
+        32, description="Batches per call into TensorFlow; 1 (and the default) under distribution."
+    )
+    early_stopping: EarlyStoppingConfig | None = Field(default_factory=EarlyStoppingConfig)
+    distribution: Literal["none", "mirrored", "multi_worker"] = Field(
+        "none",
+        description="tf.distribute strategy: mirrored (devices of one machine) or multi_worker "
+        "(machines named by TF_CONFIG). batch_size is the global batch.",
+    )
+    target_scaling: Literal["zscore", "none"] = Field(
+        "zscore",
+        description="Regression: standardize the target for training; the model un-scales it.",
+    )
+    seed: int = 42
+
+    @field_validator("epochs", mode="before")
+    @classmethod
+    def _epochs_count_or_auto(cls, value: Any) -> Any:
+        # One rule for the union, rather than pydantic's message for each of its members.
+        if value == "auto" or (
+            isinstance(value, int) and not isinstance(value, bool) and 0 < value <= MAX_EPOCHS
+        ):
+            return value
+        raise rule_error(
+            f"must be a positive integer up to {MAX_EPOCHS:,}, or auto",
+            received=f"epochs={value!r}",
+        )
+
+    @model_validator(mode="after")
+    def _steps_only_with_auto_epochs(self) -> TrainingConfig:
+        if self.steps is not None and self.epochs != "auto":
+            raise rule_error(
+                "applies only with epochs: auto (a fixed epoch count sets the length itself)",
+                loc="steps",
+                received=f"steps={self.steps} with epochs={self.epochs}",
+            )
+        return self
+
+    @model_validator(mode="after")
+    def _one_step_per_call_when_distributed(self) -> TrainingConfig:
+        # Keras 3.15 under tf.distribute fails on several steps per call ("You must feed a
+        # value for placeholder tensor ..."), so distributed training runs one step per call.
+        if self.distribution != "none":
+            if "steps_per_execution" in self.model_fields_set and self.steps_per_execution != 1:
+                raise rule_error(
+                    f"must be 1 with distribution {self.distribution}",
+                    loc="steps_per_execution",
+                    received=f"steps_per_execution={self.steps_per_execution}",
+                )
+            self.steps_per_execution = 1
+        return self
+
+
+class Config(_Strict):
+    """A whole builder config."""
+
+    name: Annotated[str, Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}$")]
+    task: Literal["regression", "classification"] | None = Field(
+        None, description="Inferred from the loss and output activation when not given."
+    )
+    data: DataConfig
+    model: ModelConfig = Field(default_factory=ModelConfig)
+    training: TrainingConfig = Field(default_factory=TrainingConfig)
+    tune: TuneConfig | None = Field(
+        None, description="How builder tune searches the config's search spaces."
+    )
+
+    _source: Path | None = PrivateAttr(default=None)
+    _node: Any = PrivateAttr(default=None)
+
+    @model_validator(mode="after")
+    def _resolve_task_and_check_size(self) -> Config:
+        if self.task is None:
+            out = self.model.output.activation
+            classification = self.training.loss in CLASSIFICATION_LOSSES or out in (
+                "sigmoid",
+                "threshold",
+            )
+            self.task = "classification" if classification else "regression"
+        params = parameter_count(self)
+        if params > MAX_PARAMETERS:
+            raise rule_error(
+                f"must have at most {MAX_PARAMETERS:,} trainable parameters",
+                loc="model",
+                received=f"{params:,}",
+            )
+        if self.tune is not None:
+            names = objective_names(self.training.metrics)
+            if self.tune.objective not in names:
+                raise rule_error(
+                    f"must be one of {', '.join(names)}",
+                    loc=("tune", "objective"),
+                    received=f"objective={self.tune.objective!r}",
+                    hint=did_you_mean(self.tune.objective, names),
+                )
+            if self.tune.objective.startswith("val_") and self.data.split.validation == 0:
+                raise rule_error(
+                    "needs a validation split (data.split.validation is 0)",
+                    loc=("tune", "objective"),
+                    received=f"objective={self.tune.objective!r}",
+                )
+        return self
+
+    @property
+    def source(self) -> Path | None:
+        """The file this config was read from, if any."""
+        return self._source
+
+    @property
+    def yaml_node(self) -> yaml.Node | None:
+        """The root YAML node it was read from, if any: what ``where`` finds lines in."""
+        return self._node
+
+    def locate(self, source: Path | str | None, node: yaml.Node | None) -> Config:
+        """Record where this config was read from (``builder.config.validate_config`` does).
+
+        Args:
+            source: the file; relative data paths resolve against its folder.
+            node: the file's root YAML node, for line numbers in messages; ``None`` when the
+                values no longer match the file's (e.g. after command-line overrides).
+
+        Returns:
+            This config.
+        """
+        self._source = Path(source) if source is not None else None
+        self._node = node
+        return self
+
+    def where(self, *loc: str | int) -> str:
+        """`` (file, line N)`` for a key path, to end a message about this config."""
+        if self._source is None:
+            return ""
+        line = line_of(self._node, loc) if self._node is not None else None
+        return f" ({self._source}, line {line})" if line else f" ({self._source})"
+
+    def check_data_path(self) -> Path:
+        """The resolved CSV path, checked to be an existing file.
+
+        Raises:
+            ConfigError: no path is given, or it is missing or a directory.
+        """
+        path = self.data_path()
+        if path is None:
+            raise ConfigError(
+                f"data.path is required to read data (or pass --data CSV){self.where('data')}"
+            )
+        if not path.exists():
+            rule = "must name an existing file"
+        elif path.is_dir():
+            rule = "must name a file, not a directory"
+        else:
+            return path
+        raise ConfigError(
+            f"data.path {rule}. Received: path={self.data.path!r}, resolved to {path}"
+            f"{self.where('data', 'path')}"
+        )
+
+    def data_path(self) -> Path | None:
+        """The CSV path, resolved relative to the config file."""
+        if self.data.path is None:
+            return None
+        path = Path(self.data.path).expanduser()
+        if not path.is_absolute() and self._source is not None:
+            path = self._source.parent / path
+        return path
+
+
+def parameter_count(config: Config) -> int:
+    """Trainable parameters the config implies, computed without building the model."""
+    width = len(config.data.features)
+    total = 0
+    layers: list[Any] = list(config.model.layers)
+    block = config.model.hidden
+    if block is not None:  # a tuned block: count its largest network
+        layers += [DenseLayer.model_construct(units=block.units, use_bias=True)] * _largest(
+            block.layers
+        )
+    for layer in [*layers, config.model.output]:
+        if isinstance(layer, DenseArgs):
+            units = _largest(layer.units)
+            total += width * units + (units if layer.use_bias else 0)
+            width = units
+        elif isinstance(layer, BatchNormalizationLayer):
+            total += 2 * width
+    return total
+
+
+def _largest(value: Any) -> Any:
+    return value.largest() if isinstance(value, SearchSpace) else value
