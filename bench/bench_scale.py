@@ -49,6 +49,7 @@ def child(csv: str, streaming: bool) -> dict:
     raw["data"]["path"] = csv
     raw["data"]["streaming"] = streaming
     raw["training"]["epochs"] = 1
+    raw["training"].pop("steps", None)
     config = validate_config(raw, source=CONFIG)
     with tempfile.TemporaryDirectory() as runs_dir:
         started = time.perf_counter()

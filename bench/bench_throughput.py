@@ -77,8 +77,8 @@ def child_builder(
     if jit_compile:  # not a config key: measured here to choose the default (bench/README.md)
         compile_model = builder.training.compile_model
 
-        def compile_with_xla(model, config, steps_per_epoch):
-            compile_model(model, config, steps_per_epoch)
+        def compile_with_xla(model, config, train_rows):
+            compile_model(model, config, train_rows)
             model.jit_compile = True
 
         builder.training.compile_model = compile_with_xla
@@ -87,6 +87,7 @@ def child_builder(
     raw["data"]["path"] = csv
     raw["data"]["streaming"] = False
     raw["training"].update(epochs=epochs, batch_size=batch_size, early_stopping=None)
+    raw["training"].pop("steps", None)  # a fixed epoch count, the same as the reference's
     config = validate_config(_common.set_values(raw, assignments), source=CONFIG)
     splits = builder.training.load_data(config, config.data_path())
     timer = _timer()
