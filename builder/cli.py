@@ -374,9 +374,10 @@ def _stopping_text(outcome: dict[str, Any] | None) -> str | None:
         if restored is not None
         else "kept the last epoch's weights (restore_best_weights is off)"
     )
+    patience = outcome["patience"]
     return (
         f"early stop at epoch {stopped} (no {monitor} improvement for "
-        f"{outcome['patience']} epochs); {kept}"
+        f"{patience} epoch{'s' if patience != 1 else ''}); {kept}"
     )
 
 
@@ -571,26 +572,29 @@ def _layer_tables(layer: dict[str, Any], width: int) -> tuple[list[Table], str]:
     inputs, units = list(layer["inputs"]), list(layer["units"])
     kernel, bias = layer["kernel"], layer["bias"]
     across_units = len(units) <= len(inputs)
+    # Beyond the limit, the first ones are shown ("1 more" would take the place it frees).
+    left_out = []
+    n_in, n_units = len(inputs), len(units)
+    for count, what in ((n_units, "units"), (n_in, "inputs")):
+        if count > MAX_WEIGHTS_SHOWN + 1:
+            left_out.append(f"{count - MAX_WEIGHTS_SHOWN} more {what}")
+    if n_in > MAX_WEIGHTS_SHOWN + 1:
+        n_in = MAX_WEIGHTS_SHOWN
+    if n_units > MAX_WEIGHTS_SHOWN + 1:
+        n_units = MAX_WEIGHTS_SHOWN
+    inputs, units = inputs[:n_in], units[:n_units]
+    bias_cells = None if bias is None else [_fmt(v) for v in bias[:n_units]]
     if across_units:  # rows: inputs (and the bias); columns: units
         corner, row_names, col_names = "input", inputs, units
-        cells = [[_fmt(v) for v in row] for row in kernel]
-        if bias is not None:
-            row_names, cells = [*row_names, "bias"], [*cells, [_fmt(v) for v in bias]]
+        cells = [[_fmt(v) for v in row[:n_units]] for row in kernel[:n_in]]
+        if bias_cells is not None:
+            row_names, cells = [*row_names, "bias"], [*cells, bias_cells]
     else:  # rows: units; columns: inputs (and the bias)
         corner, row_names, col_names = "unit", units, inputs
-        cells = [[_fmt(kernel[i][j]) for i in range(len(inputs))] for j in range(len(units))]
-        if bias is not None:
+        cells = [[_fmt(kernel[i][j]) for i in range(n_in)] for j in range(n_units)]
+        if bias_cells is not None:
             col_names = [*col_names, "bias"]
-            cells = [[*row, _fmt(b)] for row, b in zip(cells, bias, strict=True)]
-    left_out = []
-    limit = MAX_WEIGHTS_SHOWN
-    for count, what in ((len(row_names), "rows"), (len(col_names), "columns")):
-        if count > limit + 1:  # "1 more" would take the place of the one it leaves out
-            left_out.append(f"{count - limit} more {what}")
-    if len(row_names) > limit + 1:
-        row_names, cells = row_names[:limit], cells[:limit]
-    if len(col_names) > limit + 1:
-        col_names, cells = col_names[:limit], [row[:limit] for row in cells]
+            cells = [[*row, b] for row, b in zip(cells, bias_cells, strict=True)]
     # "hidden_2[3]" -> "[3]": the title names the layer whose units they are.
     own = f"{layer['name']}["
     if len(col_names) > 1 and all(n.startswith(own) for n in col_names):
@@ -751,7 +755,7 @@ def runs(
     runs_dir: Annotated[Path, typer.Argument(help="The runs directory.")] = Path("runs"),
     as_json: JsonOpt = False,
 ) -> None:
-    """Past runs with their key test metrics, newest first."""
+    """Past runs, newest first: trainings with their test metric, searches with their best."""
     from builder.runs import list_runs
 
     rows = list_runs(runs_dir)
@@ -765,21 +769,21 @@ def runs(
     table.add_column("run", no_wrap=True)
     table.add_column("status", no_wrap=True)
     table.add_column("epochs", justify="right", no_wrap=True)
-    # At 80 columns these two wrap (between words): nothing is cut.
-    table.add_column("result", overflow="fold")
-    table.add_column("vs least squares", justify="right", overflow="fold")
+    # On a narrow screen it wraps, between words: nothing is cut.
+    table.add_column("result", overflow="fold", min_width=14)
     for row in rows:
         run_id = str(Path(row["path"]).relative_to(runs_dir))
         if row.get("kind") == "tune":
-            table.add_row(run_id, row["status"], "", _tune_result(row["tune"]), "")
+            table.add_row(run_id, row["status"], "", _tune_result(row["tune"]))
             continue
         test = row["test"]
         key = "mse" if "r2" in test else "accuracy"
         lsq = row["baselines"].get("least_squares", {}).get(key)
         value = test.get(key)
-        ratio = f"{value / lsq:.3f}x" if value is not None and lsq else ""
         shown = f"test {key} {_fmt(value)}" if value is not None else ""
-        table.add_row(run_id, row["status"], str(row["epochs"] or ""), shown, ratio)
+        if value is not None and lsq:
+            shown += f" ({value / lsq:.3f}x least squares)"
+        table.add_row(run_id, row["status"], str(row["epochs"] or ""), shown)
     out.print(table, width=_screen_width())
 
 
@@ -788,7 +792,7 @@ def _tune_result(tune: dict[str, Any]) -> str:
     trials = tune.get("trials")
     of = "" if trials is None else f" of {trials}"
     if tune.get("best_score") is None:
-        return f"tune: no finished trial{of and ' (' + of.strip() + ' run)'}"
+        return "tune: no finished trial" + ("" if trials is None else f" ({trials} run)")
     score = _fmt(float(tune["best_score"]))
     return f"tune: best {tune['objective']} {score} (trial {tune['best_trial']}{of})"
 

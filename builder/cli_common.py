@@ -50,16 +50,16 @@ def validate(paths: Sequence[Path], data: Path | None = None) -> int:
         note = ""
         try:
             config = load_config(path)
-        except BuilderError as error:
+            csv = data if data is not None else config.data.path and config.check_data_path()
+        except BuilderError as error:  # names the config's file and line already
             failed += 1
             sys.stderr.write(f"invalid: {error}\n")
             continue
-        try:
-            found: list[str] = []
-            csv = data if data is not None else config.data.path and config.check_data_path()
-            if csv:
-                from builder.data import problems
+        found: list[str] = []
+        if csv:
+            from builder.data import problems
 
+            try:
                 values = data is not None or Path(csv).stat().st_size <= VALUES_BYTES
                 if not values:
                     size = f"over {VALUES_BYTES >> 20} MiB"
@@ -76,8 +76,8 @@ def validate(paths: Sequence[Path], data: Path | None = None) -> int:
                     missing=config.data.missing,
                     classification=config.task == "classification",
                 )
-        except (BuilderError, OSError) as error:
-            found = [str(error)]
+            except (BuilderError, OSError) as error:
+                found = [str(error)]
         found = [f"{path}: {problem}" for problem in found]
         if found:
             failed += 1

@@ -249,7 +249,7 @@ def _log_ticks(ax: Axes, values: np.ndarray) -> None:
         return
     subs = tuple(range(1, 10)) if decades <= 1.2 else (1, 2, 5)
     ax.yaxis.set_major_locator(LogLocator(base=10.0, subs=[float(s) for s in subs]))
-    ax.yaxis.set_major_formatter(FuncFormatter(lambda value, _: f"{value:.3g}"))
+    ax.yaxis.set_major_formatter(FuncFormatter(lambda value, _: f"{value:g}"))
     ax.yaxis.set_minor_formatter(NullFormatter())
 
 

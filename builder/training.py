@@ -380,8 +380,6 @@ def train(
         DataError: the CSV is missing, malformed or does not fit the config.
         RunError: the runs directory cannot be written.
     """
-    import keras
-
     if not isinstance(config, Config):
         config = load_config(config)
     config = with_overrides(config, data=data, epochs=epochs, seed=seed)
@@ -399,6 +397,8 @@ def train(
 
     extra = []
     if tensorboard:
+        import keras
+
         extra.append(keras.callbacks.TensorBoard(log_dir=str(run_dir / "tensorboard")))
     try:
         run = _fit_and_finish(config, splits, run_dir, manifest, started, progress, extra, None)

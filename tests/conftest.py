@@ -14,6 +14,9 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "0")
 
 ROOT = Path(__file__).resolve().parent.parent
+# Every subprocess a test starts ends within this many seconds, or the test fails (a hang guard,
+# not a speed check: a loaded 2-core machine takes about 10 s to start TensorFlow and train).
+PROCESS_TIMEOUT = 300
 CONFIGS = sorted((ROOT / "configs").glob("*.yaml"))
 # Configs with search spaces are for `builder tune`; `build` and `train` refuse them.
 TRAIN_CONFIGS = [p for p in CONFIGS if "search:" not in p.read_text(encoding="utf-8")]

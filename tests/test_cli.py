@@ -10,7 +10,7 @@ import pytest
 from typer.testing import CliRunner
 
 from builder.cli import app
-from tests.conftest import CONFIGS, FEATURES, ROOT, TARGET, make_linear_frame
+from tests.conftest import CONFIGS, FEATURES, PROCESS_TIMEOUT, ROOT, TARGET, make_linear_frame
 
 runner = CliRunner()
 PNG = b"\x89PNG\r\n\x1a\n"
@@ -50,7 +50,13 @@ def test_validate_does_not_import_tensorflow():
         "assert r.exit_code == 0, r.output\n"
         "print(sorted(m for m in ('tensorflow', 'keras') if m in sys.modules))\n"
     )
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    out = subprocess.run(
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=PROCESS_TIMEOUT,
+    )
     assert out.stdout.strip() == "[]"
 
 

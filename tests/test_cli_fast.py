@@ -14,7 +14,7 @@ from typer.testing import CliRunner
 from builder import SCHEMA_FILE
 from builder.cli import app
 from builder.cli_fast import main
-from tests.conftest import CONFIGS, ROOT
+from tests.conftest import CONFIGS, PROCESS_TIMEOUT, ROOT
 
 BAD = "name: t\ndata: {features: [a], target: y}\ntraining: {epochs: 0}\n"
 
@@ -99,7 +99,12 @@ PROBE = (
 )
 def test_fast_commands_import_neither_typer_nor_tensorflow(args, loaded):
     out = subprocess.run(
-        [sys.executable, "-c", PROBE, *args], capture_output=True, text=True, cwd=ROOT, check=True
+        [sys.executable, "-c", PROBE, *args],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        check=True,
+        timeout=PROCESS_TIMEOUT,
     )
     assert out.stdout.splitlines()[-1] == loaded
 
@@ -116,6 +121,7 @@ def test_console_script_flushes_before_it_exits(tmp_path):
         text=True,
         cwd=ROOT,
         env=env,
+        timeout=PROCESS_TIMEOUT,
     )
     assert out.returncode == 2
     assert out.stdout == f"valid: {CONFIGS[0]} (salary_linear, regression)\n"
@@ -126,6 +132,7 @@ def test_console_script_flushes_before_it_exits(tmp_path):
         cwd=ROOT,
         env=env,
         check=True,
+        timeout=PROCESS_TIMEOUT,
     )
     assert schema.stdout == SCHEMA_FILE.read_bytes()
 
@@ -148,5 +155,6 @@ def test_a_reader_that_leaves_early_gets_no_traceback(args, unbuffered):
             text=True,
             cwd=ROOT,
             env=env,
+            timeout=PROCESS_TIMEOUT,
         )
     assert (done.returncode, done.stderr) == (1, "")

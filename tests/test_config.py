@@ -18,7 +18,6 @@ from builder.config import (
     LOSSES,
     METRICS,
     OPTIMIZERS,
-    THRESHOLD_GRADIENTS,
     json_schema,
     json_schema_text,
     load_config,
@@ -26,7 +25,7 @@ from builder.config import (
     parse_config,
 )
 from builder.errors import ConfigError
-from tests.conftest import CONFIGS
+from tests.conftest import CONFIGS, PROCESS_TIMEOUT
 
 BASE = """\
 name: t
@@ -264,16 +263,58 @@ def test_allow_lists_resolve_in_keras():
         assert keras.losses.get(name) is not None, name
     for name in INITIALIZERS:
         assert keras.initializers.get(name) is not None, name
-    from builder.training import _metric
-
     for name in METRICS:
-        assert _metric(name) is not None
+        assert keras.metrics.get(name) is not None, name  # ValueError for a name Keras lacks
+    with pytest.raises(ValueError, match="Could not interpret metric identifier"):
+        keras.metrics.get("mean_sqared_error")
 
 
-def test_threshold_gradients_match_the_layer():
-    from builder.layers import GRADIENTS
+def test_every_metric_compiles_and_reports_as_training_compiles_it():
+    import numpy as np
 
-    assert tuple(GRADIENTS) == THRESHOLD_GRADIENTS
+    from builder.model import build_model
+    from builder.search import objective_names
+    from builder.training import compile_model
+
+    text = BASE.replace("output: {units: 1}", "output: {activation: sigmoid}")
+    config = parse_config(text.replace("epochs: 5", f"epochs: 5\n  metrics: {list(METRICS)}"))
+    assert config.training.metrics == list(METRICS)
+    x = np.array([[0.0, 1.0], [1.0, 0.0], [2.0, 1.0], [1.0, 2.0]], np.float32)
+    y = np.array([[0.0], [1.0], [1.0], [0.0]], np.float32)
+
+    def logs_of(config):
+        model = build_model(config)
+        compile_model(model, config, len(x))
+        return model.evaluate(x, y, verbose=0, return_dict=True)
+
+    logs = logs_of(config)
+    # One log per metric (Keras resolves each name only here, at the first evaluation), under
+    # the name that tune objectives and history columns use for it.
+    logged = [name for name in objective_names(METRICS) if not name.startswith("val_")]
+    assert sorted(logs) == sorted(logged)
+    assert all(np.isfinite(value) for value in logs.values()), logs
+    # A name Keras does not know fails right there; the schema is what keeps it out of configs.
+    unknown = config.model_copy(deep=True)
+    unknown.training.metrics = ["mean_sqared_error"]
+    with pytest.raises(ValueError, match="Could not interpret metric identifier"):
+        logs_of(unknown)
+
+
+def test_threshold_layer_schema_accepts_exactly_the_layer_gradients():
+    from builder.layers import GRADIENTS, Threshold
+
+    threshold = "    - {type: dense, units: 3}"
+    for gradient in GRADIENTS:
+        layer = f"    - {{type: threshold, gradient: {gradient}}}"
+        config = parse_config(BASE.replace(threshold, layer))
+        assert config.model.layers[1].gradient == gradient
+        Threshold(gradient=gradient)  # and the layer takes it
+    with pytest.raises(ConfigError, match="gradient"):
+        parse_config(BASE.replace(threshold, "    - {type: threshold, gradient: identity}"))
+    with pytest.raises(ValueError, match="gradient"):
+        Threshold(gradient="identity")
+    schema = json_schema()["$defs"]["ThresholdLayer"]["properties"]["gradient"]
+    assert sorted(schema["enum"]) == sorted(GRADIENTS)
 
 
 def test_config_module_does_not_import_tensorflow():
@@ -281,5 +322,11 @@ def test_config_module_does_not_import_tensorflow():
         "import sys, builder.config, builder; builder.load_config; "
         "print(any(m in sys.modules for m in ('tensorflow', 'keras')))"
     )
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    out = subprocess.run(
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=PROCESS_TIMEOUT,
+    )
     assert out.stdout.strip() == "False"

@@ -19,7 +19,7 @@ import yaml
 from builder import distribute
 from builder.config import parse_config
 from builder.errors import ConfigError
-from tests.conftest import ROOT, config_dict, make_linear_frame, write_yaml
+from tests.conftest import PROCESS_TIMEOUT, ROOT, config_dict, make_linear_frame, write_yaml
 
 # Mirrored training on 2 logical CPUs splits each global batch in two and sums the gradients;
 # the tf.data pipeline then shuffles in another order than on one device, so the runs are not
@@ -100,6 +100,7 @@ def _python(code: str, timeout: int = 240, extra_env: dict | None = None) -> str
     return done.stdout.strip().splitlines()[-1]
 
 
+@pytest.mark.slow
 def test_mirrored_on_two_logical_cpus_matches_one_device(tmp_path):
     csv = tmp_path / "linear.csv"
     make_linear_frame(rows=3000).to_csv(csv, index=False)
@@ -139,10 +140,12 @@ def _free_port() -> int:
         return sock.getsockname()[1]
 
 
+@pytest.mark.slow
 def test_two_local_workers_train_the_salary_config_and_the_chief_writes(tmp_path):
     config = yaml.safe_load((ROOT / "configs" / "salary_linear.yaml").read_text())
     config["data"]["path"] = str(ROOT / "data" / "salaries.csv")
     config["training"].update(epochs=2, distribution="multi_worker")
+    config["training"].pop("steps", None)  # a fixed epoch count sets the length itself
     path = write_yaml(tmp_path / "salary_multi_worker.yaml", config)
     runs_dir = tmp_path / "runs"
     cluster = {"worker": [f"127.0.0.1:{_free_port()}", f"127.0.0.1:{_free_port()}"]}
@@ -167,7 +170,7 @@ def test_two_local_workers_train_the_salary_config_and_the_chief_writes(tmp_path
         for worker in workers:  # a bounded run: never leave a worker waiting on its peer
             if worker.poll() is None:
                 worker.kill()
-                worker.communicate()
+                worker.communicate(timeout=PROCESS_TIMEOUT)
     for worker, (_, stderr) in zip(workers, outputs, strict=True):
         assert worker.returncode == 0, stderr[-3000:]
     assert "run directory: none on this worker" in outputs[1][0]

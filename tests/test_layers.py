@@ -196,6 +196,7 @@ LOAD_SCRIPT = textwrap.dedent(
 )
 
 
+@pytest.mark.slow
 def test_keras_file_reloads_bit_identically_in_a_fresh_process(tmp_path):
     keras.utils.set_random_seed(3)
     tlu = Threshold(threshold=0.1, gradient="sigmoid", slope=2.5, name="tlu")

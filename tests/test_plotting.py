@@ -263,3 +263,61 @@ def test_plot_network_rejects_shapes_that_do_not_chain(
 ) -> None:
     with pytest.raises(ValueError, match=match):
         plotting.plot_network(layers, tmp_path / "n.png", inputs, outputs)
+
+
+# --------------------------------------------------------------------------------------------
+# The kept epoch and the log axis's labels (issue 10)
+# --------------------------------------------------------------------------------------------
+
+
+def drawn_history(monkeypatch, history: pd.DataFrame, path: Path, **kwargs) -> dict:
+    """Plots ``history`` and returns what its loss panel shows: legend and y tick labels."""
+    seen: dict = {}
+    save = plotting._save
+
+    def capture(fig, target, **save_kwargs):
+        fig.canvas.draw()
+        loss = fig.axes[0]
+        low, high = loss.get_ylim()
+        seen["legend"] = [t.get_text() for t in loss.get_legend().get_texts()]
+        seen["yticks"] = [
+            t.get_text()
+            for t, value in zip(loss.get_yticklabels(), loss.get_yticks(), strict=True)
+            if t.get_text() and low <= value <= high
+        ]
+        return save(fig, target, **save_kwargs)
+
+    monkeypatch.setattr(plotting, "_save", capture)
+    assert_png(plotting.plot_history(history, path, **kwargs))
+    return seen
+
+
+def test_plot_history_marks_the_restored_epoch(monkeypatch, tmp_path: Path) -> None:
+    frame = history_frame(epochs=12)  # epochs numbered 0..11 in the frame
+    seen = drawn_history(monkeypatch, frame, tmp_path / "h.png", restored_epoch=7)
+    marks = [label for label in seen["legend"] if "weights" in label]
+    assert marks == [f"restored weights: epoch 7 (val_loss = {frame['val_loss'][7]:.4g})"]
+
+
+def test_plot_history_marks_the_last_epoch_when_no_weights_were_restored(
+    monkeypatch, tmp_path: Path
+) -> None:
+    frame = history_frame(epochs=12)
+    frame.loc[5, "val_loss"] = 0.01  # the lowest val_loss, but its weights were not kept
+    seen = drawn_history(monkeypatch, frame, tmp_path / "h.png")
+    marks = [label for label in seen["legend"] if "weights" in label or "best" in label]
+    assert marks == [f"kept weights: last epoch, 11 (val_loss = {frame['val_loss'][11]:.4g})"]
+
+
+def test_plot_history_rejects_a_restored_epoch_it_does_not_have(tmp_path: Path) -> None:
+    with pytest.raises(RunError, match="restored_epoch must be one of the history's epochs"):
+        plotting.plot_history(history_frame(epochs=5), tmp_path / "h.png", restored_epoch=40)
+
+
+def test_plot_history_log_axis_has_readable_labels(monkeypatch, tmp_path: Path) -> None:
+    # A salary network's mse: 2.4e8 down to 4.2e7, less than a decade.
+    loss = np.geomspace(2.4e8, 4.2e7, 71)
+    frame = pd.DataFrame({"epoch": np.arange(1, 72), "loss": loss, "val_loss": loss * 1.05})
+    seen = drawn_history(monkeypatch, frame, tmp_path / "h.png")
+    assert len(seen["yticks"]) >= 4, seen["yticks"]
+    assert {"5e+07", "1e+08", "2e+08"} <= set(seen["yticks"])

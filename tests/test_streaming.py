@@ -209,7 +209,12 @@ def test_evaluate_matches_numpy_metrics(csv, frame):
     lsq = metrics_mod.regression_metrics(y, x @ stats.coefficients + stats.intercept)
     assert baselines["least_squares"]["mse"] == pytest.approx(lsq["mse"], rel=1e-9)
     assert set(baselines["least_squares"]["coefficients"]) == set(FEATURES)
-    assert baselines["mean_predictor"]["value"] == stats.target_mean
+    # The mean predictor predicts the training split's mean, scored on the test rows.
+    train_mean = frame[TARGET].to_numpy(np.float64)[_parts(frame) == TRAIN].mean()
+    assert baselines["mean_predictor"]["value"] == pytest.approx(train_mean, rel=1e-9)
+    mean_scores = metrics_mod.regression_metrics(y, np.full(len(y), train_mean))
+    for key, value in mean_scores.items():
+        assert baselines["mean_predictor"][key] == pytest.approx(value, rel=1e-9, abs=1e-12), key
 
 
 def test_classification_scores_exact_below_the_sample_and_sampled_above(tmp_path):

@@ -252,6 +252,7 @@ def test_changed_search_space_gets_another_tuner_project(small_csv):
     assert config_hash(first, "another data file") != digest
 
 
+@pytest.mark.slow
 def test_random_search_end_to_end_and_best_yaml_reproduces(tmp_path, small_csv):
     from builder.tuning import tune
 
@@ -291,6 +292,7 @@ def test_random_search_end_to_end_and_best_yaml_reproduces(tmp_path, small_csv):
     assert score == min(r["val_loss"] for r in result.rows)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("tuner", ["hyperband", "bayesian"])
 def test_other_tuners_run_and_reproduce(tmp_path, small_csv, tuner):
     from builder.tuning import tune
@@ -306,6 +308,7 @@ def test_other_tuners_run_and_reproduce(tmp_path, small_csv, tuner):
     )
 
 
+@pytest.mark.slow
 def test_tune_command_prints_results_and_best_config(tmp_path, small_csv):
     config = search_config(small_csv, trials=2, epochs=2)
     path = write_yaml(tmp_path / "search.yaml", config)
