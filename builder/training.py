@@ -30,6 +30,10 @@ from builder.search import require_values
 ProgressFn = Callable[[int, int, dict[str, float]], None]
 
 
+class Diverged(RunError):
+    """Training produced a loss or metric that is not finite (NaN or infinite)."""
+
+
 @dataclass
 class Fitted:
     """What ``fit`` returns: the trained model and how its training went."""
@@ -180,6 +184,15 @@ def _recorder(
 
         def on_epoch_end(self, epoch, logs=None):
             row = {"epoch": epoch + 1, **{k: float(v) for k, v in (logs or {}).items()}}
+            bad = [k for k, v in row.items() if not math.isfinite(v)]
+            if bad:
+                # Nothing after a NaN can recover: stop now, not after the remaining epochs.
+                raise Diverged(
+                    f"training diverged at epoch {epoch + 1}: {', '.join(bad)} must be finite. "
+                    f"Received: {', '.join(f'{k}={row[k]}' for k in bad)}. Try a lower "
+                    "training.optimizer.learning_rate, data.normalize: zscore, or (regression) "
+                    "training.target_scaling: zscore"
+                )
             rows.append(row)
             now = time.monotonic()
             if run_dir is not None and now - self.saved >= CHECKPOINT_SECONDS:
@@ -555,6 +568,10 @@ def _fit_and_finish(
             run_dir=run_dir,
             resume_state=state,
         )
+    except Diverged:
+        manifest.update(status="failed")
+        runs.write_json(run_dir / "manifest.json", manifest)
+        raise
     except KeyboardInterrupt:
         manifest.update(status="interrupted")
         runs.write_json(run_dir / "manifest.json", manifest)

@@ -312,7 +312,7 @@ class _Search:
     def run_trial(self, trial: Any) -> dict[str, float]:
         import keras
 
-        from builder.training import fit, with_overrides
+        from builder.training import Diverged, fit, with_overrides
 
         config = self.trial_config(trial.hyperparameters)
         started = time.time()
@@ -328,7 +328,11 @@ class _Search:
             # Each trial starts from an empty Keras session, so memory stays flat however many
             # trials run (bench/bench_tune_memory.py measures it).
             keras.backend.clear_session()
-            fitted = fit(run_config, self.splits, progress=report)
+            try:
+                fitted = fit(run_config, self.splits, progress=report)
+            except Diverged as error:
+                keras.backend.clear_session()
+                raise kt.errors.FailedTrialError(str(error)) from None
             history, trained_epochs = fitted.history, fitted.epochs
             del fitted
             if self.tune.objective not in history:
@@ -353,7 +357,10 @@ class _Search:
         return {self.tune.objective: score}
 
     def trial_ends(self, trial: Any) -> None:
-        best = self.oracle.get_best_trials(1)
+        # Keras Tuner can rank a failed trial (no score) first while no trial has succeeded.
+        best = [
+            t for t in self.oracle.get_best_trials(len(self.oracle.trials)) if t.score is not None
+        ]
         self._emit(
             "trial_end",
             trial.trial_id,
