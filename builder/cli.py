@@ -11,7 +11,6 @@ TensorFlow is imported inside the commands that need a model, so ``--help``, ``v
 from __future__ import annotations
 
 import contextlib
-import json
 import os
 import sys
 from pathlib import Path
@@ -303,6 +302,8 @@ def train(
         if stopped:
             _print(stopped)
         out.print(_metrics_table(run.metrics, title=f"test metrics ({cfg.name})"))
+        for warning in run.metrics.get("warnings", []):
+            err.print(f"warning: {warning}", markup=False, highlight=False)
         if run.path is None:  # a multi_worker worker other than the chief
             _print("run directory: none on this worker (the chief writes it)")
         else:
@@ -484,6 +485,8 @@ def _command() -> list[str]:
 
 
 def _fmt(value: Any) -> str:
+    if value is None:  # a NaN, as strict JSON stores it
+        return "nan"
     if isinstance(value, float):
         if value != value:  # NaN
             return "nan"
@@ -513,11 +516,11 @@ def inspect(run: RunArg, as_json: JsonOpt = False) -> None:
     """Summary, weights by feature and, with no hidden layer, the learned equation."""
     with _errors(), _announce_backend():
         from builder.inspection import inspect_run
-        from builder.runs import load_run
+        from builder.runs import json_text, load_run
 
         report = inspect_run(load_run(run))
     if as_json:
-        sys.stdout.write(json.dumps(report, indent=2) + "\n")
+        sys.stdout.write(json_text(report) + "\n")
         return
     _print(report["summary"])
     width = _screen_width()
@@ -638,11 +641,11 @@ def evaluate(
     """Metrics of a trained run on another CSV."""
     with _errors(), _announce_backend():
         from builder.predict import evaluate as run_evaluate
-        from builder.runs import load_run
+        from builder.runs import json_text, load_run
 
         result = run_evaluate(load_run(run), data)
     if as_json:
-        sys.stdout.write(json.dumps(result, indent=2) + "\n")
+        sys.stdout.write(json_text(result) + "\n")
         return
     table = Table(title=f"{result['data']} ({result['rows']} rows)")
     for name in result["metrics"]:
@@ -756,11 +759,11 @@ def runs(
     as_json: JsonOpt = False,
 ) -> None:
     """Past runs, newest first: trainings with their test metric, searches with their best."""
-    from builder.runs import list_runs
+    from builder.runs import json_text, list_runs
 
     rows = list_runs(runs_dir)
     if as_json:
-        sys.stdout.write(json.dumps(rows, indent=2) + "\n")
+        sys.stdout.write(json_text(rows) + "\n")
         return
     if not rows:
         _print(f"no runs under {runs_dir}")

@@ -17,6 +17,7 @@ has finished.
 from __future__ import annotations
 
 import json
+import math
 import os
 import tempfile
 import time
@@ -116,13 +117,30 @@ def write_csv_frames(path: Path, frames: Iterable[Any]) -> int:
 
 
 def write_json(path: Path, data: Any) -> None:
-    """Write a JSON file whole (sorted keys, indented)."""
-    write_text(path, json.dumps(data, indent=2, sort_keys=True, default=_jsonable) + "\n")
+    """Write a JSON file whole (sorted keys, indented, strict: see ``json_text``)."""
+    write_text(path, json_text(data, sort_keys=True) + "\n")
 
 
-def _jsonable(value: Any) -> Any:
-    if hasattr(value, "tolist"):
-        return value.tolist()
+def json_text(data: Any, *, sort_keys: bool = False) -> str:
+    """Indented JSON that strict parsers accept: NaN and infinities become ``null``.
+
+    Python's ``json`` writes ``NaN`` and ``Infinity`` by default, which are not JSON (RFC 8259);
+    a metric can be NaN (an AUC on one class, R² on a constant target).
+    """
+    return json.dumps(_strict(data), indent=2, sort_keys=sort_keys, allow_nan=False)
+
+
+def _strict(value: Any) -> Any:
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, dict):
+        return {k: _strict(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_strict(v) for v in value]
+    if value is None or isinstance(value, (str, int, bool)):
+        return value
+    if hasattr(value, "tolist"):  # numpy scalars and arrays
+        return _strict(value.tolist())
     return str(value)
 
 

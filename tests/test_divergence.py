@@ -58,3 +58,22 @@ def test_a_diverging_trial_is_failed_and_the_search_goes_on(linear_csv, tmp_path
     result = tune(validate_config(raw), runs_dir=tmp_path)
     statuses = sorted(row["status"] for row in result.rows)
     assert statuses == ["COMPLETED", "FAILED"], result.rows
+
+
+def test_json_outputs_are_strict(tmp_path):
+    import math
+
+    import numpy as np
+
+    from builder.runs import json_text, write_json
+
+    data = {"auc": float("nan"), "r2": -math.inf, "n": np.int64(3), "xs": np.array([1.5, np.nan])}
+    write_json(tmp_path / "m.json", data)
+    text = (tmp_path / "m.json").read_text()
+
+    def refuse(name):
+        raise ValueError(name)
+
+    parsed = json.loads(text, parse_constant=refuse)  # NaN / Infinity would call refuse
+    assert parsed == {"auc": None, "n": 3, "r2": None, "xs": [1.5, None]}
+    assert json.loads(json_text(data), parse_constant=refuse)["auc"] is None

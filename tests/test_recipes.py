@@ -244,3 +244,24 @@ def test_validate_console_script_names_the_absent_column(tmp_path):
     assert done.returncode == 2 and done.stdout == ""
     assert "must have a column 'years_in_industy'. Did you mean 'years_in_industry'?" in done.stderr
     assert "tensorflow" not in done.stderr.lower()
+
+
+@pytest.mark.slow
+def test_train_prints_the_learned_nothing_warning(tmp_path):
+    from typer.testing import CliRunner
+
+    from builder.cli import app
+
+    text = _readme_config().replace(
+        "    - {type: dense, units: 16}      # no activation of its own: the threshold layer is "
+        "its step\n",
+        "    - {type: dense, units: 16, activation: threshold}\n",
+    )
+    config = tmp_path / "readme.yaml"
+    config.write_text(text.replace("../data/salaries.csv", str(SALARIES)))
+    result = CliRunner().invoke(
+        app, ["train", str(config), "--epochs", "2", "--runs-dir", str(tmp_path / "r")]
+    )
+    assert result.exit_code == 0
+    warnings = [line for line in result.output.splitlines() if line.startswith("warning: ")]
+    assert len(warnings) == 1 and "no better than the mean predictor" in warnings[0]
