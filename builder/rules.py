@@ -10,6 +10,8 @@ built-in errors (bounds, types) the same way, for checks that run a nested valid
 from __future__ import annotations
 
 import difflib
+import math
+import struct
 from collections.abc import Sequence
 from typing import Any
 
@@ -110,3 +112,15 @@ def did_you_mean(value: object, choices: Sequence[str]) -> str:
         return ""
     close = difflib.get_close_matches(value, list(choices), n=1, cutoff=0.6)
     return f" Did you mean '{close[0]}'?" if close else ""
+
+
+def as_float32(value: float) -> float | None:
+    """What ``value`` becomes as a 32-bit float (TensorFlow's), or ``None`` if not finite there.
+
+    ``1e300`` is finite as a Python float but inf as float32: ``None``. ``1e-50`` becomes 0.0.
+    """
+    try:
+        single = struct.unpack("<f", struct.pack("<f", value))[0]
+    except OverflowError:  # the standard format refuses what would round to inf
+        return None
+    return single if math.isfinite(single) else None

@@ -28,7 +28,7 @@ from typing import Any
 
 import yaml
 
-from builder.config import Config, validate_config
+from builder.config import Config, load_config, validate_config
 from builder.errors import ConfigError, RunError
 
 FILES = (
@@ -201,11 +201,9 @@ def load_run_config(run_dir: Path) -> Config:
         raise RunError(
             f"run directory {run_dir} must contain config.yaml (a run written by builder train)."
         )
-    try:
-        return validate_config(
-            yaml.safe_load(config_path.read_text(encoding="utf-8")), source=config_path
-        )
-    except (ConfigError, yaml.YAMLError, UnicodeDecodeError) as err:
+    try:  # the guarded reader of every config: regular file, size, depth and node limits
+        return load_config(config_path)
+    except ConfigError as err:
         raise RunError(f"{config_path} is not a valid builder config: {err}") from None
 
 

@@ -40,7 +40,6 @@ from builder.config.names import (
     MAX_YAML_NODES,
     METRICS,
     OPTIMIZERS,
-    THRESHOLD_GRADIENTS,
 )
 from builder.config.schema import (
     LAYER_CLASSES,
@@ -80,7 +79,6 @@ __all__ = [
     "MAX_YAML_NODES",
     "METRICS",
     "OPTIMIZERS",
-    "THRESHOLD_GRADIENTS",
     "ActivationLayer",
     "BatchNormalizationLayer",
     "Config",

@@ -3,16 +3,29 @@
 from __future__ import annotations
 
 import json
+import os
+import stat
 from pathlib import Path
 from typing import Any
 
 import yaml
 from pydantic import ValidationError
 
-from builder.config.messages import describe
+from builder.config.messages import describe, format_loc
+from builder.config.names import FLOAT32_MAX, MAX_CONFIG_BYTES, MAX_YAML_DEPTH
 from builder.config.schema import Config
-from builder.config.yaml_reader import read_yaml
+from builder.config.yaml_reader import line_of, read_yaml
 from builder.errors import ConfigError
+from builder.rules import as_float32
+
+# What each kind of file that is not a regular file is called in messages.
+_FILE_KINDS = (
+    (stat.S_ISDIR, "a directory"),
+    (stat.S_ISCHR, "a character device"),
+    (stat.S_ISBLK, "a block device"),
+    (stat.S_ISFIFO, "a FIFO (named pipe)"),
+    (stat.S_ISSOCK, "a socket"),
+)
 
 
 def load_config(path: str | Path) -> Config:
@@ -25,14 +38,78 @@ def load_config(path: str | Path) -> Config:
         The validated config; relative data paths resolve against the file's folder.
 
     Raises:
-        ConfigError: the file is missing, unreadable, not YAML, or breaks a rule.
+        ConfigError: the file is missing, not a regular file, over ``MAX_CONFIG_BYTES``,
+            unreadable, not YAML, or breaks a rule.
     """
     path = Path(path)
-    if not path.exists():
-        raise ConfigError(f"config file {path} does not exist.")
-    if path.is_dir():
-        raise ConfigError(f"config file {path} must be a file. Received: a directory")
-    raw = path.read_bytes()
+    return parse_config(read_config_text(path), source=path)
+
+
+def read_config_text(path: str | Path, what: str = "config file") -> str:
+    """The text of a config file, read with a byte cap from a regular file only.
+
+    A directory, device, FIFO or socket is refused by name before anything is read (and the
+    file is opened without blocking, so a FIFO swapped in after the check cannot hang it); at
+    most ``MAX_CONFIG_BYTES`` + 1 bytes are ever read, whatever the file claims its size is.
+
+    Args:
+        path: the file.
+        what: what it is, for messages (``"config file"``).
+
+    Returns:
+        The text, decoded as UTF-8 (a byte-order mark is dropped).
+
+    Raises:
+        ConfigError: the file is missing, not a regular file, too large, unreadable or not
+            UTF-8.
+    """
+    path = Path(path)
+    limit = f"{MAX_CONFIG_BYTES >> 20} MiB ({MAX_CONFIG_BYTES:,} bytes)"
+    try:
+        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_NOCTTY", 0))
+    except FileNotFoundError:
+        raise ConfigError(f"{what} {path} does not exist.") from None
+    except ValueError:  # an embedded NUL byte
+        raise ConfigError(
+            f"{what} path must not contain a NUL byte. Received: {_short(str(path))}"
+        ) from None
+    except OSError as err:
+        if os.path.isdir(path):  # Windows cannot open a directory
+            raise ConfigError(
+                f"{what} {path} must be a file (regular files only). Received: a directory"
+            ) from None
+        raise ConfigError(
+            f"{what} {_short(str(path))} cannot be read: {err.strerror or err}"
+        ) from None
+    try:
+        mode = os.fstat(fd).st_mode
+        for test, kind in _FILE_KINDS:
+            if test(mode):
+                raise ConfigError(
+                    f"{what} {path} must be a file (regular files only). Received: {kind}"
+                )
+        if not stat.S_ISREG(mode):
+            raise ConfigError(
+                f"{what} {path} must be a file (regular files only). Received: another kind"
+            )
+        size = os.fstat(fd).st_size
+        if size > MAX_CONFIG_BYTES:
+            raise ConfigError(f"{what} {path} must be at most {limit}. Received: {size:,} bytes")
+        chunks: list[bytes] = []
+        left = MAX_CONFIG_BYTES + 1  # a file that grows, or lies about its size, stops here
+        while left > 0:
+            chunk = os.read(fd, min(left, 1 << 16))
+            if not chunk:
+                break
+            chunks.append(chunk)
+            left -= len(chunk)
+        raw = b"".join(chunks)
+    except OSError as err:
+        raise ConfigError(f"{what} {path} cannot be read: {err.strerror or err}") from None
+    finally:
+        os.close(fd)
+    if len(raw) > MAX_CONFIG_BYTES:
+        raise ConfigError(f"{what} {path} must be at most {limit}. Received: more than that")
     try:
         text = raw.decode("utf-8-sig")
     except UnicodeDecodeError as err:
@@ -40,7 +117,12 @@ def load_config(path: str | Path) -> Config:
             f"{path} must be UTF-8 text. Received: byte 0x{raw[err.start]:02x} "
             f"at offset {err.start}"
         ) from None
-    return parse_config(text, source=path)
+    return text
+
+
+def _short(text: str, limit: int = 80) -> str:
+    shown = repr(text)
+    return shown if len(shown) <= limit else shown[: limit - 3] + "..."
 
 
 def parse_config(text: str, source: Path | str | None = None) -> Config:
@@ -85,11 +167,46 @@ def validate_config(
             f"{where}: the top level must be a mapping with keys name, data, model, training. "
             f"Received: {kind}"
         )
+    _check_plain_data(data, node, where)
     try:
         config = Config.model_validate(data)
     except ValidationError as err:
         raise ConfigError(describe(err, data, node, where)) from None
     return config.locate(source, node)
+
+
+def _check_plain_data(data: Any, node: yaml.Node | None, where: str) -> None:
+    """Refuse what no schema rule should meet: nesting beyond ``MAX_YAML_DEPTH`` (also of data
+    that did not come from YAML) and floats that are not finite as float32, wherever they are.
+
+    Every float of a config reaches TensorFlow as a 32-bit float: NaN, inf and a finite value
+    beyond float32's range (``1e300``, which would become inf) are refused at their key path.
+    Iterative, so a deep or self-referential structure cannot overflow the stack.
+    """
+    stack: list[tuple[Any, tuple[Any, ...]]] = [(data, ())]
+    while stack:
+        value, loc = stack.pop()
+        if isinstance(value, dict | list):
+            if len(loc) >= MAX_YAML_DEPTH:
+                raise ConfigError(
+                    f"{format_loc(loc)}: the config must nest at most {MAX_YAML_DEPTH} mappings "
+                    f"and lists deep. Received: deeper{_line(node, loc, where)}"
+                )
+            items = value.items() if isinstance(value, dict) else enumerate(value)
+            stack.extend((v, (*loc, k)) for k, v in reversed(list(items)))
+        elif isinstance(value, float) and as_float32(value) is None:
+            # The schema's float fields also check the rounding against their bounds.
+            key = format_loc(loc[-2:]) if loc and isinstance(loc[-1], int) else (loc or ("x",))[-1]
+            raise ConfigError(
+                f"{format_loc(loc)} must be finite as a 32-bit float (at most "
+                f"{FLOAT32_MAX:.7g} in magnitude). Received: {key}={value!r}"
+                f"{_line(node, loc, where)}"
+            )
+
+
+def _line(node: yaml.Node | None, loc: tuple[Any, ...], where: str) -> str:
+    line = line_of(node, loc) if node is not None else None
+    return f" ({where}, line {line})" if line else f" ({where})"
 
 
 def json_schema() -> dict[str, Any]:

@@ -44,14 +44,14 @@ def describe(err: ValidationError, data: Any, node: yaml.Node | None, where: str
         loc = (*loc, *ctx["loc"]) if isinstance(ctx["loc"], tuple) else (*loc, ctx["loc"])
     kind = first["type"]
     rule = _rule(first, integer=_is_int_field(data, loc))
-    message = f"{_format_loc(loc)} {rule}."
+    message = f"{format_loc(loc)} {rule}."
     hint = ctx.get("hint", "")
     if kind == "extra_forbidden":
         allowed = _allowed_keys(data, loc)
         hint = did_you_mean(loc[-1], allowed)
         if allowed:
             hint += " Known keys: " + ", ".join(allowed) + "."
-        message = f"{_format_loc(loc)} {rule}.{hint}"
+        message = f"{format_loc(loc)} {rule}.{hint}"
     elif kind == "literal_error":
         expected = [
             s.strip(" '") for s in str(ctx.get("expected", "")).replace(" or ", ",").split(",")
@@ -60,20 +60,17 @@ def describe(err: ValidationError, data: Any, node: yaml.Node | None, where: str
     elif kind in ("union_tag_invalid", "union_tag_not_found"):
         hint = did_you_mean(ctx.get("tag"), LAYER_TYPES)
         loc = (*loc, "type")
-        message = f"{_format_loc(loc)} {rule}."
+        message = f"{format_loc(loc)} {rule}."
 
     if kind not in ("missing", "extra_forbidden", "union_tag_not_found"):
         if "received" in ctx:
-            message += f" Received: {ctx['received']}"
+            message += f" Received: {_clip(str(ctx['received']), 200)}"
         else:
-            key = _format_loc(loc[-2:]) if isinstance(loc[-1], int) else loc[-1]
+            key = format_loc(loc[-2:]) if isinstance(loc[-1], int) else loc[-1]
             value = first.get("input")
             if kind == "union_tag_invalid":
                 value = ctx.get("tag")
-            shown = repr(value)
-            if len(shown) > 60:
-                shown = shown[:57] + "..."
-            message += f" Received: {key}={shown}"
+            message += f" Received: {key}={_clip(_repr(value), 60)}"
         if hint:
             message += f".{hint}" if not message.endswith(".") else hint
     line = line_of(node, loc, key_line=kind == "extra_forbidden")
@@ -83,7 +80,19 @@ def describe(err: ValidationError, data: Any, node: yaml.Node | None, where: str
     return message
 
 
-def _format_loc(loc: KeyPath) -> str:
+def _repr(value: Any) -> str:
+    try:
+        return repr(value)
+    except (ValueError, RecursionError):  # an int beyond str()'s digit limit; a cycle
+        return f"a {type(value).__name__} too large to show"
+
+
+def _clip(text: str, limit: int) -> str:
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def format_loc(loc: KeyPath) -> str:
+    """A key path as the config writes it: ``model.layers[1].units`` (``config`` for none)."""
     out = ""
     for part in loc:
         out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))

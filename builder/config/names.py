@@ -29,9 +29,6 @@ INITIALIZERS = (
     "lecun_normal", "orthogonal", "random_normal", "random_uniform", "truncated_normal",
     "zeros", "ones",
 )  # fmt: skip
-# Mirrors builder.layers.GRADIENTS; duplicated so that this module stays free of Keras (a test
-# checks that the two agree).
-THRESHOLD_GRADIENTS = ("none", "straight_through", "sigmoid")
 
 # Size limits, checked before any memory is allocated.
 MAX_UNITS = 65_536
@@ -45,6 +42,12 @@ DEFAULT_STEPS = 2000  # training.steps when epochs is auto and steps is not give
 MAX_STEPS = 100_000_000
 MAX_PARAMETERS = 50_000_000
 MAX_YAML_NODES = 100_000  # after alias expansion: refuses "billion laughs"
+MAX_YAML_DEPTH = 32  # nesting of mappings and lists; the deepest config key is 7 levels down
+MAX_CONFIG_BYTES = 1 << 20  # 1 MiB: a config is a page of text; read with this cap, never whole
+MAX_PATH_BYTES = 4096  # PATH_MAX on Linux: data.path as UTF-8
+MAX_PATH_PART_BYTES = 255  # NAME_MAX: one component of data.path
+MAX_SEED = 2**32 - 1  # keras.utils.set_random_seed (numpy's legacy seeding) takes 0 .. 2**32 - 1
+FLOAT32_MAX = 3.4028234663852886e38  # every float of a config reaches TensorFlow as float32
 
 ACTIVATION_DOC = "A Keras activation by name, or `threshold` for builder's step layer (TLU)."
 

@@ -7,6 +7,8 @@ turns every failure into one located line.
 
 from __future__ import annotations
 
+import os
+import stat
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -28,11 +30,15 @@ from builder.config.names import (
     ACTIVATIONS,
     CLASSIFICATION_LOSSES,
     DEFAULT_STEPS,
+    FLOAT32_MAX,
     INITIALIZERS,
     LOSSES,
     MAX_EPOCHS,
     MAX_HIDDEN_LAYERS,
     MAX_PARAMETERS,
+    MAX_PATH_BYTES,
+    MAX_PATH_PART_BYTES,
+    MAX_SEED,
     MAX_STEPS,
     MAX_UNITS,
     METRICS,
@@ -41,7 +47,7 @@ from builder.config.names import (
 )
 from builder.config.yaml_reader import line_of
 from builder.errors import ConfigError
-from builder.rules import did_you_mean, rule_error
+from builder.rules import as_float32, did_you_mean, rule_error
 from builder.search import SearchSpace, TuneConfig, is_space, objective_names, searchable
 
 
@@ -65,12 +71,93 @@ def _name(kind: str, choices: tuple[str, ...]) -> Any:
     ]
 
 
+_BOUND_WORDS = {
+    "gt": ("greater than", lambda x, b: x > b),
+    "ge": ("at least", lambda x, b: x >= b),
+    "lt": ("less than", lambda x, b: x < b),
+    "le": ("at most", lambda x, b: x <= b),
+}
+
+
+def _float32_check(bounds: dict[str, float]):
+    def check(value: float) -> float:
+        single = as_float32(value)
+        if single is None:
+            raise rule_error(
+                f"must be finite as a 32-bit float (at most {FLOAT32_MAX:.7g} in magnitude)"
+            )
+        for key, bound in bounds.items():
+            words, holds = _BOUND_WORDS[key]
+            if not holds(single, bound):
+                raise rule_error(
+                    f"must be {words} {bound} as a 32-bit float, which is what it becomes",
+                    hint=f" It becomes {single!r}.",
+                )
+        return value
+
+    return check
+
+
+def Float32(**bounds: float) -> Any:  # noqa: N802 - a type, as the annotations read
+    """A float field: within ``bounds`` (gt, ge, lt, le) both as given and as float32.
+
+    Every float of a config reaches TensorFlow as a 32-bit float, so ``1e300`` (inf there) is
+    refused, and so is a dropout rate of ``0.99999999999`` (1.0 there) or a learning rate of
+    ``1e-50`` (0.0 there).
+    """
+    return Annotated[float, Field(**bounds), AfterValidator(_float32_check(bounds))]
+
+
+def _seed(value: int) -> int:
+    if not 0 <= value <= MAX_SEED:
+        raise rule_error(
+            f"must be an integer from 0 to {MAX_SEED:,} (2**32 - 1, the range "
+            "keras.utils.set_random_seed and numpy's seeding accept)"
+        )
+    return value
+
+
+Seed = Annotated[
+    int,
+    AfterValidator(_seed),
+    Field(json_schema_extra={"minimum": 0, "maximum": MAX_SEED}),
+]
+
+
+def _check_path_text(path: str | None) -> str | None:
+    if path is None:
+        return None
+    if "\0" in path:
+        raise rule_error(
+            "must not contain a NUL byte", received=f"path={path[:40]!r}... with a NUL byte"
+        )
+    try:
+        size = len(os.fsencode(path))
+    except UnicodeError:
+        raise rule_error(
+            "must be valid UTF-8 text", received="a path with a lone surrogate"
+        ) from None
+    if size > MAX_PATH_BYTES:
+        raise rule_error(
+            f"must be at most {MAX_PATH_BYTES:,} bytes (the system's path limit)",
+            received=f"a path of {size:,} bytes",
+        )
+    longest = max((len(os.fsencode(part)) for part in path.split("/")), default=0)
+    if longest > MAX_PATH_PART_BYTES:
+        raise rule_error(
+            f"must have no file or folder name over {MAX_PATH_PART_BYTES} bytes "
+            "(the system's name limit)",
+            received=f"a name of {longest:,} bytes",
+        )
+    return path
+
+
 Activation = _name("activation", ACTIVATIONS)
 Initializer = _name("initializer", INITIALIZERS)
 LossName = _name("loss", LOSSES)
 MetricName = _name("metric", METRICS)
 Units = Annotated[int, Field(gt=0, le=MAX_UNITS)]
-Rate = Annotated[float, Field(ge=0.0, lt=1.0)]
+Rate = Float32(ge=0.0, lt=1.0)
 
 
 class _Strict(BaseModel):
@@ -84,8 +171,8 @@ class _Strict(BaseModel):
 class Regularizer(_Strict):
     """L1/L2 weight penalty, as ``keras.regularizers.L1L2``."""
 
-    l1: Annotated[float, Field(ge=0.0)] = 0.0
-    l2: Annotated[float, Field(ge=0.0)] = 0.0
+    l1: Float32(ge=0.0) = 0.0  # type: ignore[valid-type]
+    l2: Float32(ge=0.0) = 0.0  # type: ignore[valid-type]
 
 
 class DenseArgs(_Strict):
@@ -121,8 +208,8 @@ class BatchNormalizationLayer(_Strict):
     """``keras.layers.BatchNormalization``."""
 
     type: Literal["batch_normalization"]
-    momentum: Annotated[float, Field(gt=0.0, lt=1.0)] = 0.99
-    epsilon: Annotated[float, Field(gt=0.0)] = 1e-3
+    momentum: Float32(gt=0.0, lt=1.0) = 0.99  # type: ignore[valid-type]
+    epsilon: Float32(gt=0.0) = 1e-3  # type: ignore[valid-type]
 
 
 class ActivationLayer(_Strict):
@@ -136,11 +223,11 @@ class ThresholdLayer(_Strict):
     """builder's step layer (TLU): 1 where the input >= threshold, else 0."""
 
     type: Literal["threshold"]
-    threshold: float = 0.0
+    threshold: Float32() = 0.0  # type: ignore[valid-type]
     gradient: Literal["none", "straight_through", "sigmoid"] = Field(
         "sigmoid", description="Backward pass: the forward pass is always the exact step."
     )
-    slope: Annotated[float, Field(gt=0.0)] = 1.0
+    slope: Float32(gt=0.0) = 1.0  # type: ignore[valid-type]
 
 
 def layer_tag(value: Any) -> str | None:
@@ -228,7 +315,7 @@ class SplitConfig(_Strict):
 
     validation: Rate = 0.15
     test: Rate = 0.15
-    seed: int = 42
+    seed: Seed = 42
 
     @model_validator(mode="after")
     def _leaves_training_data(self) -> SplitConfig:
@@ -259,6 +346,11 @@ class DataConfig(_Strict):
         description="Read the CSV in chunks through tf.data, never whole; auto: above a size.",
     )
 
+    @field_validator("path")
+    @classmethod
+    def _path_text(cls, path: str | None) -> str | None:
+        return _check_path_text(path)
+
     @field_validator("features")
     @classmethod
     def _unique(cls, features: list[str]) -> list[str]:
@@ -282,7 +374,7 @@ class OptimizerConfig(_Strict):
     """A Keras optimizer by name, with its learning rate and schedule."""
 
     name: Literal[OPTIMIZERS] = "adam"  # type: ignore[valid-type]
-    learning_rate: searchable(Annotated[float, Field(gt=0.0, le=10.0)], float) = 0.01  # type: ignore[valid-type]
+    learning_rate: searchable(Float32(gt=0.0, le=10.0), float) = 0.01  # type: ignore[valid-type]
     schedule: Literal["constant", "cosine"] = Field(
         "cosine", description="cosine: decay to 0 over the configured epochs (CosineDecay)."
     )
@@ -292,7 +384,7 @@ class EarlyStoppingConfig(_Strict):
     """``keras.callbacks.EarlyStopping`` on the validation loss."""
 
     patience: Annotated[int, Field(ge=0)] = 20
-    min_delta: Annotated[float, Field(ge=0.0)] = 0.0
+    min_delta: Float32(ge=0.0) = 0.0  # type: ignore[valid-type]
     restore_best_weights: bool = True
 
 
@@ -327,7 +419,7 @@ class TrainingConfig(_Strict):
         "zscore",
         description="Regression: standardize the target for training; the model un-scales it.",
     )
-    seed: int = 42
+    seed: Seed = 42
 
     @field_validator("epochs", mode="before")
     @classmethod
@@ -409,6 +501,17 @@ class Config(_Strict):
                     received=f"objective={self.tune.objective!r}",
                     hint=did_you_mean(self.tune.objective, names),
                 )
+            if self.tune.seed is not None:
+                _seed_at(self.tune.seed, ("tune", "seed"))
+            last = self.training.seed + self.tune.executions_per_trial - 1
+            if last > MAX_SEED:
+                raise rule_error(
+                    f"must leave room for tune.executions_per_trial seeds (seed, seed+1 ... "
+                    f"up to {MAX_SEED:,})",
+                    loc=("training", "seed"),
+                    received=f"seed={self.training.seed} with executions_per_trial="
+                    f"{self.tune.executions_per_trial}",
+                )
             if self.tune.objective.startswith("val_") and self.data.split.validation == 0:
                 raise rule_error(
                     "needs a validation split (data.split.validation is 0)",
@@ -460,12 +563,20 @@ class Config(_Strict):
             raise ConfigError(
                 f"data.path is required to read data (or pass --data CSV){self.where('data')}"
             )
-        if not path.exists():
+        try:
+            mode = path.stat().st_mode
+        except FileNotFoundError:
             rule = "must name an existing file"
-        elif path.is_dir():
-            rule = "must name a file, not a directory"
+        except (OSError, ValueError) as err:
+            rule = f"must name a readable file ({getattr(err, 'strerror', None) or err})"
         else:
-            return path
+            if stat.S_ISREG(mode):
+                return path
+            rule = (
+                "must name a file, not a directory"
+                if stat.S_ISDIR(mode)
+                else "must name a regular file, not a device, FIFO or socket"
+            )
         raise ConfigError(
             f"data.path {rule}. Received: path={self.data.path!r}, resolved to {path}"
             f"{self.where('data', 'path')}"
@@ -479,6 +590,18 @@ class Config(_Strict):
         if not path.is_absolute() and self._source is not None:
             path = self._source.parent / path
         return path
+
+
+def _seed_at(value: Any, loc: tuple[str, ...]) -> None:
+    # tune.seed is builder.search's field; its range is the generators', checked here.
+    try:
+        _seed(value)
+    except Exception as err:
+        raise rule_error(
+            err.context["rule"],  # type: ignore[attr-defined]
+            loc=loc,
+            received=f"{loc[-1]}={value!r}",
+        ) from None
 
 
 def parameter_count(config: Config) -> int:
