@@ -191,6 +191,10 @@ def _checked_header(path: Path) -> list[str]:
         raise DataError(f"data file {path} does not exist.")
     if path.is_dir():
         raise DataError(f"data file {path} must be a file. Received: a directory")
+    if not path.is_file():  # a device or FIFO would be read without end
+        raise DataError(
+            f"data file {path} must be a regular file. Received: a device, FIFO or socket"
+        )
     header = _header(path)
     if not any(name.strip() for name in header):
         raise DataError(f"{path} must start with a header row of column names. Received: {header}")

@@ -265,3 +265,14 @@ def test_train_prints_the_learned_nothing_warning(tmp_path):
     assert result.exit_code == 0
     warnings = [line for line in result.output.splitlines() if line.startswith("warning: ")]
     assert len(warnings) == 1 and "no better than the mean predictor" in warnings[0]
+
+
+def test_validate_data_refuses_a_device_at_once(tmp_path, capsys):
+    from pathlib import Path
+
+    from builder.cli_common import validate
+
+    config = tmp_path / "c.yaml"
+    config.write_text(yaml.safe_dump({"name": "t", "data": {"features": ["a"], "target": "y"}}))
+    assert validate([config], data=Path("/dev/zero")) == 2
+    assert "must be a regular file. Received: a device, FIFO or socket" in capsys.readouterr().err
