@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -17,6 +19,19 @@ ROOT = Path(__file__).resolve().parent.parent
 # Every subprocess a test starts ends within this many seconds, or the test fails (a hang guard,
 # not a speed check: a loaded 2-core machine takes about 10 s to start TensorFlow and train).
 PROCESS_TIMEOUT = 300
+
+
+def run_python(code: str, **kwargs) -> subprocess.CompletedProcess:
+    """``python -c CODE`` in a fresh process, text captured, bounded by ``PROCESS_TIMEOUT``."""
+    return subprocess.run(
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        timeout=PROCESS_TIMEOUT,
+        **kwargs,
+    )
+
+
 CONFIGS = sorted((ROOT / "configs").glob("*.yaml"))
 # Configs with search spaces are for `builder tune`; `build` and `train` refuse them.
 TRAIN_CONFIGS = [p for p in CONFIGS if "search:" not in p.read_text(encoding="utf-8")]

@@ -3,14 +3,19 @@
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 
 import pytest
 from typer.testing import CliRunner
 
 from builder.cli import app
-from tests.conftest import CONFIGS, FEATURES, PROCESS_TIMEOUT, ROOT, TARGET, make_linear_frame
+from tests.conftest import (
+    CONFIGS,
+    FEATURES,
+    ROOT,
+    TARGET,
+    make_linear_frame,
+    run_python,
+)
 
 runner = CliRunner()
 PNG = b"\x89PNG\r\n\x1a\n"
@@ -50,13 +55,7 @@ def test_validate_does_not_import_tensorflow():
         "assert r.exit_code == 0, r.output\n"
         "print(sorted(m for m in ('tensorflow', 'keras') if m in sys.modules))\n"
     )
-    out = subprocess.run(
-        [sys.executable, "-c", code],
-        capture_output=True,
-        text=True,
-        check=True,
-        timeout=PROCESS_TIMEOUT,
-    )
+    out = run_python(code, check=True)
     assert out.stdout.strip() == "[]"
 
 

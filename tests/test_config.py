@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 
 import jsonschema
 import pytest
@@ -25,7 +23,7 @@ from builder.config import (
     parse_config,
 )
 from builder.errors import ConfigError
-from tests.conftest import CONFIGS, PROCESS_TIMEOUT
+from tests.conftest import CONFIGS, run_python
 
 BASE = """\
 name: t
@@ -322,11 +320,5 @@ def test_config_module_does_not_import_tensorflow():
         "import sys, builder.config, builder; builder.load_config; "
         "print(any(m in sys.modules for m in ('tensorflow', 'keras')))"
     )
-    out = subprocess.run(
-        [sys.executable, "-c", code],
-        capture_output=True,
-        text=True,
-        check=True,
-        timeout=PROCESS_TIMEOUT,
-    )
+    out = run_python(code, check=True)
     assert out.stdout.strip() == "False"

@@ -23,7 +23,15 @@ from typer.testing import CliRunner
 from builder import cli
 from builder.config import validate_config
 from builder.runs import Run, early_stopping, list_runs
-from tests.conftest import PROCESS_TIMEOUT, ROOT, TARGET, config_dict, make_linear_frame, write_yaml
+from tests.conftest import (
+    PROCESS_TIMEOUT,
+    ROOT,
+    TARGET,
+    config_dict,
+    make_linear_frame,
+    run_python,
+    write_yaml,
+)
 
 runner = CliRunner()
 
@@ -395,14 +403,7 @@ def test_the_python_api_prints_no_tensorflow_log_lines(tmp_path):
         f"model = builder.build_model(builder.load_config({str(config)!r}))\n"
         "print(model.count_params())\n"
     )
-    result = subprocess.run(
-        [sys.executable, "-c", code],
-        capture_output=True,
-        text=True,
-        timeout=PROCESS_TIMEOUT,
-        env=quiet_env(),
-        cwd=tmp_path,
-    )
+    result = run_python(code, env=quiet_env(), cwd=tmp_path)
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == "14"
     assert not TF_LOG_LINE.search(result.stderr), result.stderr
@@ -414,12 +415,6 @@ def test_importing_builder_sets_the_quiet_defaults_and_keeps_the_users():
         "print(os.environ['TF_CPP_MIN_LOG_LEVEL'], os.environ['TF_ENABLE_ONEDNN_OPTS'])\n"
     )
     env = {**quiet_env(), "TF_CPP_MIN_LOG_LEVEL": "1"}
-    result = subprocess.run(
-        [sys.executable, "-c", code],
-        capture_output=True,
-        text=True,
-        timeout=PROCESS_TIMEOUT,
-        env=env,
-    )
+    result = run_python(code, env=env)
     assert result.returncode == 0, result.stderr
     assert result.stdout.split() == ["1", "0"]
