@@ -185,8 +185,13 @@ def _csv_options() -> dict:
     }
 
 
-def _checked_header(path: Path) -> list[str]:
-    """The header of an existing CSV file, checked: not empty, names unique."""
+def checked_header(path: Path) -> list[str]:
+    """The header of an existing regular CSV file, checked: not empty, names unique.
+
+    Raises:
+        DataError: the file is missing, a directory or device, unreadable, or its header
+            breaks a rule.
+    """
     if not path.exists():
         raise DataError(f"data file {path} does not exist.")
     if path.is_dir():
@@ -207,10 +212,10 @@ def _checked_header(path: Path) -> list[str]:
 
 
 def _wanted_columns(path: Path, columns: Sequence[str], optional: Sequence[str]) -> list[str]:
-    header = _checked_header(path)
+    header = checked_header(path)
     absent = [c for c in columns if c not in header]
     if absent:
-        raise DataError(_absent_message(path, absent[0], header))
+        raise DataError(absent_message(path, absent[0], header))
     return [*columns, *[c for c in optional if c in header and c not in columns]]
 
 
@@ -246,7 +251,8 @@ def _checked(frame: pd.DataFrame, path: Path, missing: str, *, start: int) -> pd
     return _handle_missing(frame, path, missing)
 
 
-def _absent_message(path: Path, name: str, header: list[str]) -> str:
+def absent_message(path: Path, name: str, header: list[str]) -> str:
+    """The message for a column ``name`` that ``header`` lacks (with a did-you-mean)."""
     message = f"{path} must have a column '{name}'."
     if len(header) == 1 and ";" in header[0]:
         message += " The header looks ';'-separated: builder reads comma-separated files."
@@ -445,10 +451,10 @@ def problems(
     path = Path(path)
     columns = [*features, target]
     try:
-        header = _checked_header(path)
+        header = checked_header(path)
     except DataError as err:
         return [str(err)]
-    found = [_absent_message(path, name, header) for name in columns if name not in header]
+    found = [absent_message(path, name, header) for name in columns if name not in header]
     if found or not values:
         return found
     try:

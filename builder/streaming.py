@@ -392,24 +392,10 @@ class CsvStream:
     # ---- reading
 
     def _check_header(self) -> list[str]:
-        path = self.path
-        if not path.exists():
-            raise DataError(f"data file {path} does not exist.")
-        if path.is_dir():
-            raise DataError(f"data file {path} must be a file. Received: a directory")
-        header = data_mod._header(path)
-        if not any(name.strip() for name in header):
-            raise DataError(
-                f"{path} must start with a header row of column names. Received: {header}"
-            )
-        seen: set[str] = set()
-        for name in header:
-            if name in seen:
-                raise DataError(f"{path}: column names must be unique. Received: '{name}' twice")
-            seen.add(name)
+        header = data_mod.checked_header(self.path)
         for name in [*self.features, self.target]:
             if name not in header:
-                raise DataError(data_mod._absent_message(path, name, header))
+                raise DataError(data_mod.absent_message(self.path, name, header))
         return header
 
     def _frames(self) -> Iterator[tuple[int, pd.DataFrame]]:
