@@ -11,7 +11,6 @@ TensorFlow is imported inside the commands that need a model, so ``--help``, ``v
 from __future__ import annotations
 
 import contextlib
-import os
 import sys
 from pathlib import Path
 from typing import Annotated, Any
@@ -178,24 +177,100 @@ def _main(
     _state["debug"] = debug
 
 
+class Terminated(KeyboardInterrupt):
+    """SIGTERM or SIGHUP, raised where the program is, as Ctrl-C raises KeyboardInterrupt.
+
+    Deriving from KeyboardInterrupt, it takes every path Ctrl-C takes: a training saves its
+    state and says how to resume, a search records its trials, a half-written file is removed.
+    """
+
+    def __init__(self, signum: int) -> None:
+        import signal
+
+        self.signum = signum
+        super().__init__(signal.Signals(signum).name)
+
+
+#: The signals that stop a command as Ctrl-C does (``kill``, systemd and job schedulers send
+#: SIGTERM; a closed terminal, SIGHUP).
+STOP_SIGNALS = ("SIGTERM", "SIGHUP")
+
+
+@contextlib.contextmanager
+def _stop_signals():
+    """Turn ``STOP_SIGNALS`` into ``Terminated`` inside the block; the old handlers after it.
+
+    Only the first one raises: one that comes while that one is being handled (the manifest
+    being marked, a temporary file removed) is ignored rather than raised into that cleanup;
+    SIGKILL still ends a process that does not stop. Nothing is installed outside the main
+    thread, where Python cannot set handlers, nor for a signal that was ignored when builder
+    started (``nohup`` ignores SIGHUP, and so must we).
+    """
+    import signal
+    import threading
+
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def handler(signum: int, frame: Any) -> None:
+        if _state.get("signal") is None:
+            _state["signal"] = signum
+            raise Terminated(signum)
+
+    _state["signal"] = None
+    previous = {}
+    for name in STOP_SIGNALS:
+        number = getattr(signal, name, None)
+        if number is None or signal.getsignal(number) == signal.SIG_IGN:
+            continue
+        previous[number] = signal.signal(number, handler)
+    try:
+        yield
+    finally:
+        for number, old in previous.items():
+            signal.signal(number, old)
+
+
+def _stop_code() -> int:
+    """The exit code of a stopped command: 128 + the signal's number, as a shell reports a
+    process its signal ended (130 for Ctrl-C, 143 for SIGTERM, 129 for SIGHUP)."""
+    import signal
+
+    return 128 + (_state.get("signal") or signal.SIGINT)
+
+
+def _stopped_by() -> str:
+    import signal
+
+    number = _state.get("signal")
+    return "" if number is None else f" by {signal.Signals(number).name}"
+
+
 @contextlib.contextmanager
 def _errors():
-    """The error boundary: a user's mistake is one line and exit 2, never a traceback."""
+    """The error boundary: a user's mistake is one line and exit 2, never a traceback.
+
+    It also makes SIGTERM and SIGHUP stop a command as Ctrl-C does (``_stop_signals``), with
+    the exit code a shell gives that signal (``_stop_code``).
+    """
     from builder.errors import Interrupted
 
     try:
-        yield
+        with _stop_signals():
+            yield
     except Interrupted as error:
+        # The same line as Ctrl-C's; the exit code tells which signal it was.
         err.print(f"interrupted: {error}", markup=False, highlight=False)
-        raise typer.Exit(130) from None
+        raise typer.Exit(_stop_code()) from None
     except BuilderError as error:
         if _state["debug"]:
             raise
         err.print(f"error: {error}", markup=False, highlight=False)
         raise typer.Exit(2) from None
     except KeyboardInterrupt:
-        err.print("interrupted", markup=False)
-        raise typer.Exit(130) from None
+        err.print(f"interrupted{_stopped_by()}", markup=False, highlight=False)
+        raise typer.Exit(_stop_code()) from None
 
 
 def _print(text: str) -> None:
@@ -512,13 +587,28 @@ def _metrics_table(metrics: dict[str, Any], title: str) -> Table:
 
 
 @app.command()
-def inspect(run: RunArg, as_json: JsonOpt = False) -> None:
+def inspect(
+    run: RunArg,
+    as_json: JsonOpt = False,
+    importance: Annotated[
+        bool,
+        typer.Option(
+            "--importance",
+            help="Add permutation importance: the test loss's increase when a feature is shuffled.",
+        ),
+    ] = False,
+) -> None:
     """Summary, weights by feature and, with no hidden layer, the learned equation."""
     with _errors(), _announce_backend():
         from builder.inspection import inspect_run
         from builder.runs import json_text, load_run
 
-        report = inspect_run(load_run(run))
+        loaded = load_run(run)
+        report = inspect_run(loaded)
+        if importance:
+            from builder.importance import permutation_importance
+
+            report["importance"] = permutation_importance(loaded)
     if as_json:
         sys.stdout.write(json_text(report) + "\n")
         return
@@ -547,6 +637,8 @@ def inspect(run: RunArg, as_json: JsonOpt = False) -> None:
                 diff = (value - ref) / abs(ref) if ref else float("nan")
                 table.add_row(name, _fmt(value), _fmt(ref), f"{diff:+.2%}")
             out.print(table)
+    if importance:
+        out.print(_importance_table(report["importance"]))
 
 
 def _screen_width() -> int:
@@ -665,17 +757,14 @@ def predict(
 ) -> None:
     """Predict for each CSV row; keeps row order and columns, adds a prediction column."""
     with _errors(), _announce_backend():
-        from builder.errors import RunError
+        from builder.runs import check_output
 
-        if output is not None and output.exists() and not force:
-            raise RunError(f"--output {output} already exists; pass --force to overwrite it.")
+        # Without --force nothing at --output is replaced, not even a file that appears while
+        # the predictions are computed: this check fails fast, the writer's last step (a hard
+        # link, which cannot replace) is the guard. --force replaces a regular file only.
+        overwrite = "file" if force else "never"
         if output is not None:
-            parent = output.parent.resolve()
-            if not parent.is_dir() or not os.access(parent, os.W_OK):
-                raise RunError(
-                    f"--output {output} must be in an existing, writable directory. "
-                    f"Received: {parent}"
-                )
+            check_output(output, overwrite=overwrite, what="--output")
         from builder.predict import predict_chunks
         from builder.runs import load_run, write_csv_frames
 
@@ -686,8 +775,8 @@ def predict(
             for i, frame in enumerate(chunks):
                 sys.stdout.write(frame.to_csv(index=False, header=i == 0))
         else:
-            rows = write_csv_frames(output, chunks)
-            err.print(f"wrote {rows} predictions to {output}", markup=False)
+            rows = write_csv_frames(output, chunks, overwrite=overwrite, what="--output")
+            err.print(f"wrote {rows} predictions to {output}", markup=False, highlight=False)
 
 
 @app.command()
@@ -761,7 +850,8 @@ def runs(
     """Past runs, newest first: trainings with their test metric, searches with their best."""
     from builder.runs import json_text, list_runs
 
-    rows = list_runs(runs_dir)
+    with _errors():  # a runs directory that is a file; a damaged run is a row, not an error
+        rows = list_runs(runs_dir)
     if as_json:
         sys.stdout.write(json_text(rows) + "\n")
         return
@@ -776,6 +866,9 @@ def runs(
     table.add_column("result", overflow="fold", min_width=14)
     for row in rows:
         run_id = str(Path(row["path"]).relative_to(runs_dir))
+        if "damaged" in row:  # its reason in the result column; the other rows list as usual
+            table.add_row(run_id, row["status"], "", row["damaged"])
+            continue
         if row.get("kind") == "tune":
             table.add_row(run_id, row["status"], "", _tune_result(row["tune"]))
             continue
@@ -800,6 +893,268 @@ def _tune_result(tune: dict[str, Any]) -> str:
     return f"tune: best {tune['objective']} {score} (trial {tune['best_trial']}{of})"
 
 
-def main() -> None:
-    """The typer app alone; the console script is ``builder.cli_fast.main``, which calls it."""
-    app()
+@app.command()
+def explain(
+    run: RunArg,
+    data: Annotated[Path, typer.Option(help="CSV with the feature columns.")],
+    row: Annotated[
+        int, typer.Option(min=0, help="The data row (0: the first after the header).")
+    ] = 0,
+    as_json: JsonOpt = False,
+) -> None:
+    """One row through the network: each neuron's inputs, weights, sum and activation."""
+    with _errors(), _announce_backend():
+        from builder.explain import explain as explain_row
+        from builder.runs import json_text, load_run
+
+        result = explain_row(load_run(run), data, row)
+    if as_json:
+        sys.stdout.write(json_text(result) + "\n")
+        return
+    for line in explain_lines(result):
+        _print(line)
+
+
+def explain_lines(result: dict[str, Any]) -> list[str]:
+    """``builder explain``'s text: the inputs, each layer's neurons, the prediction.
+
+    A layer wider than ``builder.explain.MAX_NEURONS_SHOWN`` shows the neurons that move the
+    next layer most for this row, a neuron with many inputs its largest terms (the rest summed).
+    """
+    from builder.explain import MAX_NEURONS_SHOWN, MAX_TERMS_SHOWN, top_indices
+
+    lines = [f"{result['name']}: row {result['row']} of {result['data']}"]
+    normalized = any(item["scale"] is not None for item in result["inputs"])
+    lines.append(
+        "inputs (raw -> normalized: (raw - training mean) / training std):"
+        if normalized
+        else "inputs:"
+    )
+    width = max(len(item["name"]) for item in result["inputs"])
+    for item in result["inputs"]:
+        shown = f"  {item['name']:<{width}}  {_fmt(item['raw']):>10}"
+        if item["scale"] is not None:
+            shown += f"  -> {_fmt(item['value'])}"
+        lines.append(shown)
+    for layer in result["layers"]:
+        neurons = layer["neurons"]
+        keep, left = top_indices([n["influence"] for n in neurons], MAX_NEURONS_SHOWN)
+        kind = layer["type"] + (f", {layer['activation']}" if layer["type"] == "Dense" else "")
+        head = f"{layer['name']} ({kind}): {len(neurons)} neuron{'s' if len(neurons) != 1 else ''}"
+        if left:
+            head += (
+                f"; the {len(keep)} that move the next layer most for this row "
+                f"({left} left out; explain --json has all)"
+            )
+        lines.append(head)
+        for j in keep:
+            lines.append("  " + _neuron_text(neurons[j], layer["type"], MAX_TERMS_SHOWN))
+    lines.extend(_explain_outcome(result))
+    return lines
+
+
+def _neuron_text(neuron: dict[str, Any], kind: str, max_terms: int) -> str:
+    from builder.explain import top_indices
+
+    inputs, weights = neuron["inputs"], neuron["weights"]
+    if kind == "Dense":
+        terms = [w * item["value"] for w, item in zip(weights, inputs, strict=True)]
+        keep, left = top_indices(terms, max_terms)
+        text = ""
+        for k, i in enumerate(keep):
+            w, item = weights[i], inputs[i]
+            sign = ("-" if w < 0 else "") if k == 0 else (" - " if w < 0 else " + ")
+            text += f"{sign}{_fmt(abs(w))} x {_fmt(item['value'])} ({item['name']})"
+        if left:
+            rest = sum(t for i, t in enumerate(terms) if i not in set(keep))
+            text += f" {'-' if rest < 0 else '+'} {_fmt(abs(rest))} ({left} more inputs)"
+        bias = neuron["bias"]
+        text += f" {'-' if bias < 0 else '+'} {_fmt(abs(bias))} (bias)"
+        text += f" = {_fmt(neuron['weighted_sum'])}"
+    else:
+        value = inputs[0]["value"]
+        text = _fmt(value)
+        if neuron["weights"][0] != 1.0 or neuron["bias"] != 0.0:
+            bias = neuron["bias"]
+            text = (
+                f"{_fmt(neuron['weights'][0])} x {_fmt(value)} {'-' if bias < 0 else '+'} "
+                f"{_fmt(abs(bias))} = {_fmt(neuron['weighted_sum'])}"
+            )
+    activation, output = neuron["activation"], neuron["output"]
+    if activation == "threshold":
+        relation = ">=" if output == 1.0 else "<"
+        text += f"; threshold: {relation} {_fmt(neuron['threshold'])} -> {output:.0f}"
+    elif kind == "Dropout":
+        text += " (dropout is off at prediction)"
+    elif activation != "linear" or kind == "Dense":
+        text += f"; {activation} -> {_fmt(output)}"
+    return f"{neuron['name']}: {text}"
+
+
+def _explain_outcome(result: dict[str, Any]) -> list[str]:
+    target, actual = result["target"], result["actual"]
+    lines = []
+    scaling = result["target_scaling"]
+    if scaling is not None:
+        lines.append(
+            f"target scaling: {_fmt(result['network_output'][0])} x {_fmt(scaling['scale'])} "
+            f"+ {_fmt(scaling['offset'])} = {_fmt(result['output'][0])} "
+            f"(the network learns a standardized {target})"
+        )
+    if result["task"] == "classification":
+        logits = ", ".join(_fmt(v) for v in result["logits"])
+        lines.append(f"logit{'s' if len(result['logits']) > 1 else ''}: {logits}")
+        shown = "  ".join(f"{k}: {_fmt(v)}" for k, v in result["probabilities"].items())
+        lines.append(f"class probabilities: {shown}")
+    seen = "" if actual is None else f" (actual {_fmt(actual)})"
+    lines.append(f"prediction: {target} = {_fmt(result['prediction'])}{seen}")
+    contributions = result.get("contributions")
+    if contributions:
+        lines.append(f"contributions to {target} (raw units: coefficient x value):")
+        width = max(len(name) for name in [*contributions, "intercept"])
+        coefficients = result["coefficients"]
+        raw = {item["name"]: item["raw"] for item in result["inputs"]}
+        for name, value in sorted(contributions.items(), key=lambda kv: -abs(kv[1])):
+            lines.append(
+                f"  {name:<{width}}  {_fmt(coefficients[name])} x {_fmt(raw[name])} = {_fmt(value)}"
+            )
+        lines.append(f"  {'intercept':<{width}}  {_fmt(result['intercept'])}")
+        total = sum(contributions.values()) + result["intercept"]
+        lines.append(f"  {'sum':<{width}}  {_fmt(total)} (= the prediction)")
+    return lines
+
+
+def _importance_table(result: dict[str, Any]) -> Table:
+    """Permutation importance, most important feature first (``builder.importance``)."""
+    table = Table(
+        title=f"permutation importance: increase in test {result['loss']} when a feature is "
+        f"shuffled (test {result['loss']} {_fmt(result['test_loss'])}; {result['repeats']} "
+        f"shuffles of {result['rows']} rows, seed {result['seed']})",
+        title_justify="left",
+    )
+    for col in ("feature", "mean increase", "std", "of the loss"):
+        table.add_column(col, justify="left" if col == "feature" else "right")
+    for item in result["features"]:
+        share = f"{item['relative']:.1%}"
+        table.add_row(item["name"], _fmt(item["mean"]), _fmt(item["std"]), share)
+    return table
+
+
+@app.command()
+def compare(
+    runs_: Annotated[
+        list[Path], typer.Argument(metavar="RUN RUN [RUN ...]", help="Run directories.")
+    ],
+    as_json: JsonOpt = False,
+    plot_path: Annotated[
+        Path | None,
+        typer.Option("--plot", help="Also draw their validation curves into this PNG."),
+    ] = None,
+) -> None:
+    """Runs side by side: the config keys that differ, test metrics, whether the data did."""
+    with _errors():
+        from builder.compare import compare as compare_runs
+        from builder.runs import json_text
+
+        result = compare_runs(runs_)
+        if plot_path is not None:
+            from builder import plotting
+            from builder.compare import histories
+
+            labels = [run["label"] for run in result["runs"]]
+            result["plot"] = str(plotting.plot_compare(histories(result), labels, plot_path))
+    if as_json:
+        sys.stdout.write(json_text(result) + "\n")
+        return
+    for warning in result["warnings"]:
+        err.print(f"warning: {warning}", markup=False, highlight=False)
+    labels = [run["label"] for run in result["runs"]]
+    differences = result["differences"]
+    if differences:
+        table = Table(title=f"config keys that differ ({len(differences)})", title_justify="left")
+        table.add_column("key", no_wrap=True)
+        for label in labels:
+            table.add_column(label, overflow="fold")
+        for row in differences:
+            table.add_row(row["key"], *(_fmt(v) for v in row["values"]))
+        out.print(table)
+    else:
+        _print("the configs are the same")
+    table = Table(title="test metrics", title_justify="left")
+    table.add_column("run", no_wrap=True)
+    for name in result["metrics"]:
+        table.add_column(name, justify="right")
+    table.add_column("vs baseline", justify="right")
+    for run in result["runs"]:
+        cells = [_fmt(run["test"][n]) if n in run["test"] else "" for n in result["metrics"]]
+        base = run["baseline"]
+        if base is not None:
+            name = base["baseline"].replace("_", " ")
+            ratio = f"{base['ratio']:.3f}x {name} {base['metric']}"
+        elif run["best"] is not None:
+            best = run["best"]
+            ratio = f"tune: best trial {best['trial']}, {best['objective']} {_fmt(best['score'])}"
+        else:
+            ratio = ""
+        table.add_row(run["label"], *cells, ratio)
+    out.print(table)
+    first = result["runs"][0]["data"]
+    if result["same_data"] and result["same_split"]:
+        split = first["split"]
+        _print(
+            f"data: the same file (SHA-256 {first['sha256'][:12]}) and split (validation "
+            f"{split['validation']}, test {split['test']}, seed {split['seed']})"
+        )
+    else:
+        _print("data: NOT THE SAME for every run; see the warning above")
+    if "plot" in result:
+        _print(result["plot"])
+
+
+@app.command()
+def report(
+    run: Annotated[Path, typer.Argument(help="A run directory (builder train or tune).")],
+    output: Annotated[
+        Path | None,
+        typer.Option("--output", "-o", help="Where the HTML goes (default: RUN/report.html)."),
+    ] = None,
+) -> None:
+    """One self-contained HTML page: metrics, curves, network, importance, one row explained."""
+    with _errors(), _announce_backend():
+        from builder.report import write_report
+
+        _print(str(write_report(run, output)))
+
+
+def nul_argument(args: list[str]) -> str | None:
+    """The message for the first argument holding a NUL byte, else ``None``.
+
+    No path can hold one, and the OS cannot pass one to a process, but Python callers can: typer
+    would answer with a usage box and ``open`` with ``ValueError: embedded null byte``.
+    """
+    for i, arg in enumerate(args):
+        if "\0" not in arg:
+            continue
+        option, _, value = arg.partition("=")
+        if option.startswith("--") and "\0" in value:
+            where, arg = option, value
+        elif i > 0 and args[i - 1].startswith("-") and not arg.startswith("-"):
+            where = args[i - 1]
+        else:
+            where = f"argument {i + 1}"
+        return f"{where} must not contain a NUL byte (no path can). Received: {arg!r}"
+    return None
+
+
+def main(argv: list[str] | None = None) -> None:
+    """The typer app; the console script is ``builder.cli_fast.main``, which calls it.
+
+    Args:
+        argv: the arguments after ``builder`` (default: ``sys.argv``'s).
+    """
+    args = list(sys.argv[1:] if argv is None else argv)
+    message = nul_argument(args)
+    if message is not None:
+        err.print(f"error: {message}", markup=False, highlight=False)
+        raise SystemExit(2)
+    app(args=args, prog_name="builder")

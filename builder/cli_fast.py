@@ -74,9 +74,9 @@ def main(argv: Sequence[str] | None = None) -> None:
         elif args == ["schema"]:
             code = schema()
         else:
-            from builder.cli import app
+            from builder.cli import main as typer_main
 
-            app(args=args, prog_name="builder")
+            typer_main(args)  # refuses a NUL byte in an argument in one line, then typer
             return
     except BrokenPipeError:
         code = _reader_left()

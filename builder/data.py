@@ -6,11 +6,15 @@ names the file, the column and, where it applies, the first offending line and v
 
 from __future__ import annotations
 
+import codecs
 import contextlib
 import csv
 import difflib
 import hashlib
 import itertools
+import math
+import re
+import shlex
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,6 +24,7 @@ import numpy as np
 import pandas as pd
 
 from builder.errors import DataError
+from builder.rules import number_text, plain
 
 
 @dataclass(frozen=True)
@@ -64,22 +69,302 @@ def file_sha256(path: str | Path) -> str:
     return digest.hexdigest()
 
 
-def _header(path: Path) -> list[str]:
-    with open(path, newline="", encoding="utf-8-sig") as handle:
-        try:
-            return next(csv.reader(handle))
-        except StopIteration:
-            raise DataError(f"{path} is empty: a CSV needs a header row and data rows.") from None
-        except (UnicodeDecodeError, csv.Error) as err:
-            raise DataError(f"{path} must be a UTF-8 CSV file. Received: {err}") from None
-
-
 # Cells read as missing. builder.streaming reads with the same list.
 NA_VALUES = ["", "NA", "N/A", "NaN", "nan", "NULL", "null"]
 # Rows parsed at a time by ``read_column_chunks`` (predict and evaluate) and by builder.streaming:
 # large enough that pandas' per-call cost vanishes, small enough that a chunk of a few dozen
 # numeric columns stays within tens of MB.
 CHUNK_ROWS = 131_072
+
+FLOAT32_MAX = float(np.finfo(np.float32).max)
+# Casting rounds to the nearest float32: from this magnitude on, a float64 becomes inf.
+_FLOAT32_OVERFLOW = 2.0**128 - 2.0**103
+
+MAX_MAGNITUDE = 1e15
+"""The largest magnitude of a value builder trains on. Training runs in float32 (at most 3.4e38),
+where the normalization's mean and variance and the loss sum values and their squares over
+rows: a single square overflows from about 1.8e19, and sums of squares of 1e15 stay finite up to
+hundreds of millions of rows. ``predict`` and ``evaluate`` take any value finite as float32."""
+
+MAX_TARGET_STD = 1e9
+"""The largest standard deviation of a regression target. The loss is computed in the target's
+own units (target scaling only reparametrizes the output), so its gradients grow with the square
+of the target's scale and Adam's second moment with its fourth power, which leaves float32's
+range (3.4e38) for a standard deviation of a few times 1e9: the first epoch then ends in NaN."""
+
+# Bytes at the start of a file looked at for compression, other encodings and binary content.
+_SNIFF_BYTES = 1 << 16
+
+# Leading bytes of compressed files and archives, what each is, and the command that unpacks
+# it. They are refused rather than read through: `data.streaming: auto` decides by the file's
+# size, which says nothing about the rows a compressed file holds.
+_COMPRESSED = (
+    (b"\x1f\x8b", "a gzip-compressed file", "gunzip"),
+    (b"\xfd7zXZ\x00", "an xz-compressed file", "unxz"),
+    (b"\x28\xb5\x2f\xfd", "a zstd-compressed file", "unzstd"),
+    (b"PK\x03\x04", "a zip archive", "unzip"),
+    (b"PK\x05\x06", "a zip archive", "unzip"),
+    (b"7z\xbc\xaf\x27\x1c", "a 7-Zip archive", "7z x"),
+)
+# bzip2's magic is printable text ("BZh9"), so the first block's magic (or the end of an empty
+# stream) is matched too.
+_BZIP2 = re.compile(rb"BZh[1-9](1AY&SY|\x17rE8P\x90)")
+# Byte-order marks of the encodings a spreadsheet's "Unicode text" export uses (UTF-32 first:
+# its little-endian mark starts with UTF-16's).
+_BOMS = (
+    (b"\xff\xfe\x00\x00", "UTF-32"),
+    (b"\x00\x00\xfe\xff", "UTF-32"),
+    (b"\xff\xfe", "UTF-16"),
+    (b"\xfe\xff", "UTF-16"),
+)
+# Separators a one-column header may hold instead of commas, as messages name them.
+_SEPARATORS = (("\t", "tab"), (";", "';'"), ("|", "'|'"))
+
+
+def _short(value: Any, limit: int = 60) -> str:
+    shown = repr(value)
+    return shown if len(shown) <= limit else shown[: limit - 4] + "...'"
+
+
+_NEWLINE = b"\n"
+
+
+def _encoding_problem(path: Path, *, limit: int | None = None) -> str | None:
+    """The message for the file's first byte that is not UTF-8 text, or is NUL; else None.
+
+    Reads ``limit`` bytes at most (the whole file when ``None``), in blocks.
+    """
+    line = 1
+    carry = b""
+    read = 0
+    with open(path, "rb") as handle:
+        while limit is None or read < limit:
+            block = handle.read(1 << 20 if limit is None else limit - read)
+            buf = carry + block
+            if read == 0 and buf.startswith(codecs.BOM_UTF8):
+                buf = buf[len(codecs.BOM_UTF8) :]
+            read += len(block)
+            if not buf:
+                return None
+            bad = None
+            try:
+                buf.decode("utf-8")
+                good = len(buf)
+            except UnicodeDecodeError as err:
+                # A character cut by the end of the block is completed by the next one.
+                if block and err.reason == "unexpected end of data":
+                    good = err.start
+                else:
+                    good = bad = err.start
+            nul = buf.find(b"\0", 0, good)
+            if nul >= 0:
+                return (
+                    f"{path} must be a UTF-8 CSV file. Received: a NUL byte on line "
+                    f"{line + buf.count(_NEWLINE, 0, nul)} (a binary file, or UTF-16 text?)"
+                )
+            if bad is not None:
+                return (
+                    f"{path} must be a UTF-8 CSV file. Received: byte 0x{buf[bad]:02x} on line "
+                    f"{line + buf.count(_NEWLINE, 0, bad)}, which is not UTF-8 (a Latin-1 or "
+                    f"Windows-1252 file? Save it as UTF-8)"
+                )
+            line += buf.count(_NEWLINE, 0, good)
+            carry = buf[good:]
+            if not block:
+                return None
+    return None
+
+
+def _sniff(path: Path) -> None:
+    # What the first bytes say: empty, compressed, another encoding, binary.
+    with open(path, "rb") as handle:
+        head = handle.read(_SNIFF_BYTES)
+    if not head:
+        raise DataError(f"{path} is empty: a CSV needs a header row and data rows.")
+    for magic, what, command in _COMPRESSED:
+        if head.startswith(magic):
+            raise DataError(_compressed_message(path, what, command))
+    if _BZIP2.match(head):
+        raise DataError(_compressed_message(path, "a bzip2-compressed file", "bunzip2"))
+    for bom, encoding in _BOMS:
+        if head.startswith(bom):
+            raise DataError(
+                f"{path} must be a UTF-8 CSV file. Received: {encoding} text (it starts with "
+                f"a {encoding} byte-order mark); save it as UTF-8, e.g. "
+                f"iconv -f {encoding} -t UTF-8 {shlex.quote(str(path))}"
+            )
+    problem = _encoding_problem(path, limit=_SNIFF_BYTES)
+    if problem:
+        raise DataError(problem)
+
+
+def _compressed_message(path: Path, what: str, command: str) -> str:
+    return (
+        f"{path} is {what}; builder reads plain UTF-8 CSV: decompress it first "
+        f"({command} {shlex.quote(str(path))})"
+    )
+
+
+def _header(path: Path) -> tuple[list[str], list[str] | None, int]:
+    # The header, the first data row (None when there is none) and that row's line number.
+    # skipinitialspace as pandas reads (csv_options), so both see the same quoted names.
+    with open(path, newline="", encoding="utf-8-sig") as handle:
+        reader = csv.reader(handle, skipinitialspace=True)
+        try:
+            header = next(reader)
+        except StopIteration:
+            raise DataError(f"{path} is empty: a CSV needs a header row and data rows.") from None
+        except UnicodeDecodeError as err:
+            raise DataError(_encoding_problem(path) or f"{path} must be UTF-8: {err}") from None
+        except csv.Error as err:
+            raise DataError(f"{path} could not be read as CSV: {err}") from None
+        try:
+            first = next((row for row in reader if row), None)
+        except (UnicodeDecodeError, csv.Error):  # pandas reads what csv cannot (a huge cell)
+            first = None
+        return header, first, reader.line_num
+
+
+def checked_header(path: Path) -> list[str]:
+    """The column names in the header of an existing, regular, plain UTF-8 CSV file, checked.
+
+    Names are read as pandas reads cells (quotes, a BOM) and without the spaces around them, so
+    ``age, years_worked`` names ``years_worked``. An empty name (the index column
+    ``DataFrame.to_csv`` writes) is allowed, may repeat, and never matches a config's column;
+    other names must be unique.
+
+    Raises:
+        DataError: the file is missing, a directory or device, compressed, not UTF-8 text, or
+            its header breaks a rule; its first data row has more fields than the header (pandas
+            would silently read the first field as the row's label, shifting every column).
+    """
+    path = Path(path)
+    if not path.exists():
+        raise DataError(f"data file {path} does not exist.")
+    if path.is_dir():
+        raise DataError(f"data file {path} must be a file. Received: a directory")
+    if not path.is_file():  # a device or FIFO would be read without end
+        raise DataError(
+            f"data file {path} must be a regular file. Received: a device, FIFO or socket"
+        )
+    _sniff(path)
+    raw, first, line = _header(path)
+    names = [name.strip() for name in raw]
+    if not any(names):
+        raise DataError(f"{path} must start with a header row of column names. Received: {raw}")
+    seen: dict[str, int] = {}
+    for position, name in enumerate(names, start=1):
+        if name in seen:
+            raise DataError(
+                f"{path}: column names must be unique (spaces around them aside). "
+                f"Received: '{name}' twice, as columns {seen[name]} and {position}"
+            )
+        if name:
+            seen[name] = position
+    if first is not None and len(first) > len(names):
+        raise DataError(
+            f"{path} could not be read as CSV: Expected {len(names)} fields in line {line}, "
+            f"saw {len(first)} (the header names {len(names)} columns)"
+        )
+    return names
+
+
+def present_columns(header: Sequence[str]) -> set[str]:
+    """The names of ``checked_header`` that a config can ask for (all but empty ones)."""
+    return {name for name in header if name}
+
+
+def _wanted_columns(
+    path: Path, columns: Sequence[str], optional: Sequence[str]
+) -> tuple[list[str], list[str]]:
+    header = checked_header(path)
+    present = present_columns(header)
+    absent = [c for c in columns if c not in present]
+    if absent:
+        raise DataError(absent_message(path, absent[0], header))
+    return header, [*columns, *[c for c in optional if c in present and c not in columns]]
+
+
+def _shown_name(name: str) -> str:
+    return name if name and name.isprintable() else repr(name)
+
+
+def _is_number(text: str) -> bool:
+    try:
+        float(text)
+    except ValueError:
+        return False
+    return True
+
+
+def absent_message(path: Path, name: str, header: Sequence[str]) -> str:
+    """The message for a column ``name`` that ``header`` (``checked_header``'s) lacks.
+
+    It says what the header suggests: a did-you-mean, a header that is one column holding tabs
+    or semicolons, a first line of numbers (no header row), a name asked with spaces around it.
+    """
+    message = f"{path} must have a column '{name}'."
+    names = [n for n in header if n]
+    close: list[str] = []
+    if name.strip() != name and name.strip() in names:
+        message += f" Header names are read without the spaces around them: write '{name.strip()}'."
+    else:
+        close = difflib.get_close_matches(name, names, n=1)
+    if len(header) == 1:
+        word = next((word for sep, word in _SEPARATORS if sep in header[0]), None)
+        if word:
+            message += f" The header looks {word}-separated: builder reads comma-separated files."
+            close = []  # the whole header line is no name to suggest
+    if names and all(_is_number(n) for n in names):
+        message += " The first line looks like data: the file needs a header row of column names."
+    if close:
+        message += f" Did you mean '{close[0]}'?"
+    shown = ", ".join(_shown_name(n) for n in header[:20]) + (" ..." if len(header) > 20 else "")
+    return f"{message} Received columns: {shown}"
+
+
+def csv_options() -> dict:
+    """``pandas.read_csv`` options of every numeric read (builder.streaming's too)."""
+    # No usecols: with it pandas silently accepts rows with too many fields.
+    return {
+        "encoding": "utf-8-sig",
+        "skipinitialspace": True,
+        "keep_default_na": False,
+        "na_values": NA_VALUES,
+    }
+
+
+def read_frames(
+    path: Path, header: Sequence[str], *, chunk_rows: int | None = None
+) -> Iterator[tuple[int, pd.DataFrame]]:
+    """The data rows of a CSV as frames whose columns are ``header`` (``checked_header``'s).
+
+    Yields:
+        ``(start, frame)``: the whole file as one frame (``chunk_rows`` ``None``) or
+        ``chunk_rows`` rows at a time; ``start`` is the data-row number of the frame's first
+        row (0 is the row after the header), its line ``start + 2``.
+
+    Raises:
+        DataError: the file cannot be parsed (ragged rows, bytes that are not UTF-8) or has no
+            data rows.
+    """
+    options = csv_options() if chunk_rows is None else {**csv_options(), "chunksize": chunk_rows}
+    reader = _read_csv(path, options)
+    start = 0
+    with contextlib.nullcontext() if chunk_rows is None else reader:
+        for frame in [reader] if chunk_rows is None else _chunks(reader, path):
+            if len(frame) == 0:
+                continue
+            if len(frame.columns) != len(header):  # checked_header makes this unreachable
+                raise DataError(
+                    f"{path} could not be read as CSV: Expected {len(header)} fields, "
+                    f"saw {len(frame.columns)}"
+                )
+            frame.columns = list(header)
+            yield start, frame
+            start += len(frame)
+    if start == 0:
+        raise DataError(f"{path} has a header but no data rows.")
 
 
 def read_columns(
@@ -105,11 +390,9 @@ def read_columns(
         DataError: missing file or column, non-numeric or infinite value, empty cells, no rows.
     """
     path = Path(path)
-    wanted = _wanted_columns(path, columns, optional)
-    frame = _read_csv(path, _csv_options())
-    if len(frame) == 0:
-        raise DataError(f"{path} has a header but no data rows.")
-    return _checked(frame[wanted], path, missing, start=0)
+    header, wanted = _wanted_columns(path, columns, optional)
+    _, frame = next(read_frames(path, header))
+    return _checked(frame, wanted, path, missing, start=0)
 
 
 def read_column_chunks(
@@ -125,17 +408,17 @@ def read_column_chunks(
     Yields:
         ``(numeric, text)`` per chunk: ``numeric`` as ``read_columns`` returns it (index: the
         row number in the file), ``text`` every column of the same rows as the strings in the
-        file (``None`` when ``text`` is false). Errors name the file's line, as ``read_columns``
-        does.
+        file, under the file's own header names (``None`` when ``text`` is false). Errors name
+        the file's line, as ``read_columns`` does.
 
     Raises:
         DataError: as ``read_columns``; a problem in a later chunk is raised when it is reached.
     """
     path = Path(path)
-    wanted = _wanted_columns(path, columns, ())
+    header, wanted = _wanted_columns(path, columns, ())
     # Two readers in step: one parses numbers as read_columns does, one (if asked) keeps the
     # text as it is (predict writes every input column back unchanged).
-    numbers = _read_csv(path, {**_csv_options(), "chunksize": chunk_rows})
+    numbers = read_frames(path, header, chunk_rows=chunk_rows)
     texts = (
         _read_csv(
             path,
@@ -149,74 +432,55 @@ def read_column_chunks(
         if text
         else None
     )
-    start = 0
-    # With missing: error, the first empty cell stops the output, but reading goes on (checking
-    # every value) so that the message counts and places the empty cells as read_columns does.
-    empty: dict[str, list[int]] | None = None
-    with numbers, texts if texts is not None else contextlib.nullcontext():
+    empty = EmptyCells(wanted)
+    with contextlib.closing(numbers), texts if texts is not None else contextlib.nullcontext():
         strings = _chunks(texts, path) if texts is not None else itertools.repeat(None)
-        for frame, as_text in zip(_chunks(numbers, path), strings, strict=texts is not None):
+        for (start, frame), as_text in zip(numbers, strings, strict=texts is not None):
             policy = "drop" if missing == "error" else missing  # empty cells left as NaN
-            numeric = _checked(frame[wanted], path, policy, start=start)
-            if missing == "error":
-                holes = numeric.isna().to_numpy()
-                if empty is None and holes.any():
-                    empty = {name: [] for name in wanted}
-                if empty is not None:
-                    for i, name in enumerate(wanted):
-                        empty[name].extend(start + np.flatnonzero(holes[:, i]))
-            if empty is None:
-                yield numeric, as_text
-            start += len(frame)
-    if start == 0:
-        raise DataError(f"{path} has a header but no data rows.")
-    if empty is not None:
-        name = next(c for c in wanted if empty[c])
-        raise DataError(_empty_cells_message(path, name, empty[name]))
+            numeric = _checked(frame, wanted, path, policy, start=start)
+            if missing == "error" and empty.add(numeric.isna().to_numpy(), start):
+                continue
+            yield numeric, as_text
+    if empty:
+        raise DataError(empty.message(path))
 
 
-def _csv_options() -> dict:
-    # No usecols: with it pandas silently accepts rows with too many fields.
-    return {
-        "encoding": "utf-8-sig",
-        "skipinitialspace": True,
-        "keep_default_na": False,
-        "na_values": NA_VALUES,
-    }
+class EmptyCells:
+    """``missing: error`` over chunks: the empty cells of each column, once one is found.
 
-
-def checked_header(path: Path) -> list[str]:
-    """The header of an existing regular CSV file, checked: not empty, names unique.
-
-    Raises:
-        DataError: the file is missing, a directory or device, unreadable, or its header
-            breaks a rule.
+    The first empty cell stops the output, but reading goes on (checking every value), so that
+    the message counts and places the empty cells as a whole read does (``read_columns``).
     """
-    if not path.exists():
-        raise DataError(f"data file {path} does not exist.")
-    if path.is_dir():
-        raise DataError(f"data file {path} must be a file. Received: a directory")
-    if not path.is_file():  # a device or FIFO would be read without end
-        raise DataError(
-            f"data file {path} must be a regular file. Received: a device, FIFO or socket"
-        )
-    header = _header(path)
-    if not any(name.strip() for name in header):
-        raise DataError(f"{path} must start with a header row of column names. Received: {header}")
-    seen: set[str] = set()
-    for name in header:
-        if name in seen:
-            raise DataError(f"{path}: column names must be unique. Received: '{name}' twice")
-        seen.add(name)
-    return header
 
+    def __init__(self, names: Sequence[str]) -> None:
+        self.names = list(names)
+        self.counts: list[int] | None = None
+        self.first: list[list[int]] = [[] for _ in self.names]  # the lines a message shows
 
-def _wanted_columns(path: Path, columns: Sequence[str], optional: Sequence[str]) -> list[str]:
-    header = checked_header(path)
-    absent = [c for c in columns if c not in header]
-    if absent:
-        raise DataError(absent_message(path, absent[0], header))
-    return [*columns, *[c for c in optional if c in header and c not in columns]]
+    def add(self, holes: np.ndarray, start: int) -> bool:
+        """Record a chunk's empty cells (``(n, k)`` booleans from data row ``start``).
+
+        Returns:
+            Whether any cell so far was empty.
+        """
+        if self.counts is None:
+            if not holes.any():
+                return False
+            self.counts = [0] * len(self.names)
+        for i, first in enumerate(self.first):
+            rows = np.flatnonzero(holes[:, i])
+            self.counts[i] += len(rows)
+            first.extend(int(r) + start for r in rows[: SHOWN_LINES - len(first)])
+        return True
+
+    def __bool__(self) -> bool:
+        return self.counts is not None
+
+    def message(self, path: Path) -> str:
+        """``empty_cells_message`` for the first column (in ``names`` order) with empty cells."""
+        assert self.counts is not None
+        i = next(i for i, count in enumerate(self.counts) if count)
+        return empty_cells_message(path, self.names[i], self.first[i], count=self.counts[i])
 
 
 # What pandas raises for a file it cannot parse (bad UTF-8, ragged rows, ...).
@@ -224,6 +488,10 @@ _UNREADABLE = (UnicodeDecodeError, pd.errors.ParserError, ValueError)
 
 
 def _unreadable(path: Path, err: Exception) -> DataError:
+    if isinstance(err, UnicodeDecodeError):
+        problem = _encoding_problem(path)
+        if problem:
+            return DataError(problem)
     return DataError(f"{path} could not be read as CSV: {str(err).splitlines()[0]}")
 
 
@@ -244,63 +512,186 @@ def _chunks(reader: Any, path: Path) -> Iterator[pd.DataFrame]:
             raise _unreadable(path, err) from None
 
 
-def _checked(frame: pd.DataFrame, path: Path, missing: str, *, start: int) -> pd.DataFrame:
-    frame = frame.copy()
-    for name in frame.columns:
-        frame[name] = _numeric(frame[name], name, path, start)
-    return _handle_missing(frame, path, missing)
+def _checked(
+    frame: pd.DataFrame, names: Sequence[str], path: Path, missing: str, *, start: int
+) -> pd.DataFrame:
+    values = column_values(frame, names, path, start)
+    numeric = pd.DataFrame(values, columns=list(names), index=frame.index)
+    return _handle_missing(numeric, path, missing)
 
 
-def absent_message(path: Path, name: str, header: list[str]) -> str:
-    """The message for a column ``name`` that ``header`` lacks (with a did-you-mean)."""
-    message = f"{path} must have a column '{name}'."
-    if len(header) == 1 and ";" in header[0]:
-        message += " The header looks ';'-separated: builder reads comma-separated files."
-    close = difflib.get_close_matches(name, header, n=1)
-    if close:
-        message += f" Did you mean '{close[0]}'?"
-    shown = ", ".join(header[:20]) + (" ..." if len(header) > 20 else "")
-    return f"{message} Received columns: {shown}"
+def column_values(
+    frame: pd.DataFrame, names: Sequence[str], path: Path, start: int = 0
+) -> np.ndarray:
+    """The named columns of a frame ``read_frames`` yielded, as checked float64 ``(n, k)``.
+
+    Each column must be numeric and each value finite as the float32 it becomes; empty cells
+    are NaN. The first broken rule is raised, column by column in ``names`` order.
+
+    Raises:
+        DataError: naming the column, the rule and the first offending value and line.
+    """
+    values = np.empty((len(frame), len(names)))
+    for i, name in enumerate(names):
+        values[:, i] = _numeric(frame[name], name, path, start)
+    return values
 
 
-def _numeric(column: pd.Series, name: str, path: Path, start: int = 0) -> pd.Series:
+def _numeric(column: pd.Series, name: str, path: Path, start: int = 0) -> np.ndarray:
     if not pd.api.types.is_numeric_dtype(column) or pd.api.types.is_bool_dtype(column):
-        values = pd.to_numeric(column.astype("string").str.strip(), errors="coerce")
-        bad = values.isna() & column.notna()
+        numbers = pd.to_numeric(column.astype("string").str.strip(), errors="coerce")
+        bad = numbers.isna() & column.notna()
         if bad.any():
             row = int(np.flatnonzero(bad.to_numpy())[0])
-            raise DataError(
-                f"{path}: column '{name}' must be numeric. "
-                f"Received: {column.iloc[row]!r} on line {start + row + 2}"
+            cell = plain(column.iloc[row])
+            # pandas reads a column of True/False as booleans: show the cell as the file has it.
+            text = str(cell) if isinstance(cell, bool) else cell
+            hint = (
+                " (write true/false as 1/0)"
+                if str(text).strip().lower() in ("true", "false")
+                else ""
             )
-        column = values
-    column = column.astype("float64")
-    infinite = np.isinf(column.to_numpy())
-    if infinite.any():
-        row = int(np.flatnonzero(infinite)[0])
-        raise DataError(
-            f"{path}: column '{name}' must be finite. "
-            f"Received: {column.iloc[row]} on line {start + row + 2}"
+            raise DataError(
+                f"{path}: column '{name}' must be numeric{hint}. "
+                f"Received: {_short(text)} on line {start + row + 2}"
+            )
+        column = numbers
+    values = column.to_numpy(np.float64, na_value=np.nan)
+    over = np.abs(values) >= _FLOAT32_OVERFLOW  # inf too; NaN (an empty cell) is not
+    if over.any():
+        row = int(np.flatnonzero(over)[0])
+        value = float(values[row])
+        rule = (
+            "must be finite"
+            if math.isinf(value)
+            else f"must be finite as a 32-bit float (at most {FLOAT32_MAX:.7g} in magnitude)"
         )
-    return column
+        raise DataError(
+            f"{path}: column '{name}' {rule}. "
+            f"Received: {number_text(value)} on line {start + row + 2}"
+        )
+    return values
+
+
+def check_magnitude(values: np.ndarray, names: Sequence[str], path: Path, rows: np.ndarray) -> None:
+    """Training's rule on values: at most ``MAX_MAGNITUDE`` in magnitude.
+
+    Args:
+        values: float64 ``(n, k)`` (NaN for empty cells), columns ``names``.
+        names: the column names.
+        path: the file, for the message.
+        rows: the data-row number of each row (the line is the number + 2).
+
+    Raises:
+        DataError: naming the first column (in ``names`` order) with a larger value, the first
+            such value and its line.
+    """
+    with np.errstate(invalid="ignore"):
+        big = np.abs(values) > MAX_MAGNITUDE
+    if not big.any():
+        return
+    col = int(np.flatnonzero(big.any(axis=0))[0])
+    row = int(np.flatnonzero(big[:, col])[0])
+    raise DataError(
+        f"{path}: column '{names[col]}' must be at most {MAX_MAGNITUDE:g} in magnitude to "
+        f"train on: training runs in 32-bit floats, where sums of squares of larger values "
+        f"overflow (divide the column by a power of ten). "
+        f"Received: {number_text(values[row, col])} on line {int(rows[row]) + 2}"
+    )
+
+
+def check_labels(path: Path, target: str, y: np.ndarray, rows: np.ndarray) -> None:
+    """A binary classifier's target rule: every value 0 or 1.
+
+    Args:
+        path: the file, for the message.
+        target: the target column's name.
+        y: the target's values (no NaN).
+        rows: the data-row number of each value.
+
+    Raises:
+        DataError: naming the first other value and its line.
+    """
+    bad = (y != 0.0) & (y != 1.0)
+    if bad.any():
+        i = int(np.flatnonzero(bad)[0])
+        raise DataError(
+            f"{path}: target column '{target}' must hold 0 and 1 for classification. "
+            f"Received: {number_text(y[i])} on line {int(rows[i]) + 2}"
+        )
+
+
+def check_target_spread(path: Path, target: str, std: float) -> None:
+    """A regression target's rule: standard deviation (all rows) at most ``MAX_TARGET_STD``.
+
+    Raises:
+        DataError: naming the column, the bound and the standard deviation received.
+    """
+    if std > MAX_TARGET_STD:
+        raise DataError(
+            f"{path}: target column '{target}' must have a standard deviation of at most "
+            f"{MAX_TARGET_STD:g} for regression: the loss is computed in 32-bit floats in the "
+            f"target's units, and its gradients, squared by the optimizer, overflow beyond "
+            f"that (divide the column by a power of ten, e.g. to millions). "
+            f"Received: standard deviation {std:.3g}"
+        )
+
+
+def check_fill(present: np.ndarray, features: Sequence[str], path: Path) -> None:
+    """``missing: mean``'s rule: each feature has a value in the training rows to fill with.
+
+    Args:
+        present: the count of non-empty training cells of each feature.
+        features: the feature names.
+        path: the file, for the message.
+
+    Raises:
+        DataError: naming the first feature with no value.
+    """
+    empty = np.flatnonzero(np.asarray(present) == 0)
+    if len(empty):
+        raise DataError(
+            f"{path}: column '{features[int(empty[0])]}' must have a value in the training "
+            f"rows to fill its empty cells with the mean (data.missing: mean). "
+            f"Received: every training cell empty"
+        )
 
 
 def _handle_missing(frame: pd.DataFrame, path: Path, policy: str) -> pd.DataFrame:
     empty = frame.isna()
     if policy == "error" and empty.to_numpy().any():
         name = next(c for c in frame.columns if empty[c].any())
-        raise DataError(_empty_cells_message(path, name, np.flatnonzero(empty[name].to_numpy())))
+        raise DataError(empty_cells_message(path, name, np.flatnonzero(empty[name].to_numpy())))
     return frame  # drop and mean are applied by load_splits, which records what they did
 
 
-def _empty_cells_message(path: Path, name: str, rows: Sequence[int]) -> str:
-    """The ``missing: error`` message for column ``name``, empty in data rows ``rows`` (0-based)."""
-    lines = ", ".join(str(r + 2) for r in rows[:5]) + (" ..." if len(rows) > 5 else "")
-    lines = ("lines " if len(rows) > 1 else "line ") + lines
+SHOWN_LINES = 5  # lines a message lists (then "...")
+
+
+def empty_cells_message(
+    path: Path, name: str, rows: Sequence[int], *, count: int | None = None
+) -> str:
+    """The ``missing: error`` message for column ``name``, empty in data rows ``rows`` (0-based).
+
+    ``count`` is the number of empty cells when ``rows`` holds only the first of them.
+    """
+    count = len(rows) if count is None else count
+    lines = ", ".join(str(r + 2) for r in rows[:SHOWN_LINES])
+    lines = ("lines " if count > 1 else "line ") + lines + (" ..." if count > SHOWN_LINES else "")
     return (
         f"{path}: column '{name}' must have no empty or NaN cells "
         f"(set data.missing to drop or mean to allow them). "
-        f"Received: {len(rows)} empty on {lines}"
+        f"Received: {count} empty on {lines}"
+    )
+
+
+def split_message(where: str | Path, rows: int, validation: float, test: float) -> str:
+    """The message for too few rows for the splits (both readers)."""
+    return (
+        f"{where} must have enough rows for the splits: at least 2 training rows and one in "
+        f"each part with a fraction above 0 (a streamed file's rows are split by a hash, so a "
+        f"small one may leave a part empty). "
+        f"Received: {rows} rows, validation={validation}, test={test}"
     )
 
 
@@ -320,10 +711,7 @@ def split_rows(
         n_val = max(n_val, 1)
     n_train = n - n_test - n_val
     if n_train < 2:
-        raise DataError(
-            f"{where} must have enough rows for the splits (at least 2 training rows). "
-            f"Received: {n} rows, validation={validation}, test={test}"
-        )
+        raise DataError(split_message(where, n, validation, test))
     order = np.random.default_rng(seed).permutation(n)
     return {
         "test": np.sort(order[:n_test]),
@@ -375,10 +763,15 @@ def splits_from_frame(
     missing: str = "error",
     classification: bool = False,
 ) -> Splits:
-    """``load_splits`` on a frame ``read_columns`` returned: missing cells, split, target rules."""
+    """``load_splits`` on a frame ``read_columns`` returned: training's rules, missing cells, split.
+
+    The frame's index is each row's data-row number in the file (for the lines messages name).
+    """
+    check_magnitude(frame.to_numpy(np.float64), list(frame.columns), path, frame.index.to_numpy())
     total = len(frame)
     # "mean" fills features only: a row without a target has nothing to learn from.
     keep = frame.notna().all(axis=1) if missing == "drop" else frame[target].notna()
+    rows = frame.index.to_numpy()[keep.to_numpy()]
     frame = frame[keep].reset_index(drop=True)
     if len(frame) == 0:
         raise DataError(
@@ -389,17 +782,15 @@ def splits_from_frame(
     y = frame[target].to_numpy(dtype=np.float64)
     filled = 0
     if missing == "mean":
-        means = np.nanmean(x[parts["train"]], axis=0)
         holes = np.isnan(x)
+        check_fill((~holes[parts["train"]]).sum(axis=0), features, path)
+        means = np.nanmean(x[parts["train"]], axis=0)
         filled = int(holes.sum())
         x = np.where(holes, means, x)
     if classification:
-        labels = np.unique(y)
-        if not set(labels.tolist()) <= {0.0, 1.0}:
-            raise DataError(
-                f"{path}: target column '{target}' must hold 0 and 1 for classification. "
-                f"Received: values {labels[:5].tolist()}"
-            )
+        check_labels(path, target, y, rows)
+    else:
+        check_target_spread(path, target, float(np.std(y)))
     if np.ptp(y[parts["train"]]) == 0:
         raise DataError(
             f"{path}: target column '{target}' must vary in the training rows; a constant target "
@@ -454,15 +845,14 @@ def problems(
         header = checked_header(path)
     except DataError as err:
         return [str(err)]
-    found = [absent_message(path, name, header) for name in columns if name not in header]
+    present = present_columns(header)
+    found = [absent_message(path, name, header) for name in columns if name not in present]
     if found or not values:
         return found
     try:
-        frame = _read_csv(path, _csv_options())
+        _, frame = next(read_frames(path, header))
     except DataError as err:
         return [str(err)]
-    if len(frame) == 0:
-        return [f"{path} has a header but no data rows."]
     numeric = {}
     for name in columns:
         try:
@@ -476,7 +866,7 @@ def problems(
         for name in columns:
             holes = np.flatnonzero(frame[name].isna().to_numpy())
             if len(holes):
-                found.append(_empty_cells_message(path, name, holes))
+                found.append(empty_cells_message(path, name, holes))
         if found:
             return found
     try:
@@ -507,8 +897,6 @@ def dataset(split: Split, batch_size: int, *, shuffle_seed: int | None = None):
     data is sliced into batches up front. Row-by-row ``shuffle(n).batch(b)`` measured 3x slower
     on 700,000 rows (7.8 s against 2.8 s an epoch for the salary MLP; bench/README.md).
     """
-    import math
-
     import tensorflow as tf
 
     n = len(split)

@@ -153,7 +153,7 @@ def inspect_run(run: Run) -> dict[str, Any]:
             "intercept": intercept,
             "least_squares": None,
         }
-        if "coefficients" in lsq:
+        if "coefficients" in lsq and "intercept" in lsq:
             equation["least_squares"] = {
                 "text": format_equation(
                     run.config.data.target, lsq["coefficients"], lsq["intercept"]

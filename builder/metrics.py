@@ -11,6 +11,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from builder.errors import DataError
+
 
 @dataclass(frozen=True)
 class LeastSquares:
@@ -24,11 +26,39 @@ class LeastSquares:
         return np.asarray(x, np.float64) @ self.coef + self.intercept
 
 
+def solve_least_squares(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """``numpy.linalg.lstsq(a, b)``'s solution, refusing what LAPACK cannot take.
+
+    LAPACK's SVD never returns on an infinite or NaN input (the data readers' rules keep those
+    out), so such input is refused before it is called; a finite one returns at once.
+
+    Raises:
+        DataError: ``a`` or ``b`` holds a value that is not finite, or the SVD fails.
+    """
+    a = np.asarray(a, np.float64)
+    b = np.asarray(b, np.float64)
+    bad = int((~np.isfinite(a)).sum() + (~np.isfinite(b)).sum())
+    if bad:
+        raise DataError(
+            f"least squares needs finite values. Received: {bad} infinite or NaN values "
+            f"among the {a.size + b.size} of its input"
+        )
+    try:
+        solution, *_ = np.linalg.lstsq(a, b, rcond=None)
+    except np.linalg.LinAlgError as err:
+        raise DataError(f"least squares could not be solved: {err}") from None
+    return solution
+
+
 def least_squares(x: np.ndarray, y: np.ndarray) -> LeastSquares:
-    """Exact least squares with an intercept, in float64."""
+    """Exact least squares with an intercept, in float64.
+
+    Raises:
+        DataError: as ``solve_least_squares`` (a value that is not finite).
+    """
     x = np.asarray(x, np.float64)
     design = np.hstack([x, np.ones((len(x), 1))])
-    solution, *_ = np.linalg.lstsq(design, np.asarray(y, np.float64), rcond=None)
+    solution = solve_least_squares(design, y)
     return LeastSquares(coef=solution[:-1], intercept=float(solution[-1]))
 
 

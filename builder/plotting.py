@@ -666,3 +666,62 @@ def plot_network(
                title=legend_title, title_fontsize=8, frameon=False)  # fmt: skip
     ax.set_title("Network " + " → ".join(str(n) for n in sizes))
     return _save(fig, path, bbox_inches="tight", pad_inches=0.15)
+
+
+def plot_compare(
+    histories: Sequence[pd.DataFrame | None],
+    labels: Sequence[str],
+    path: str | os.PathLike[str],
+) -> Path:
+    """Draws the validation loss of several runs per epoch, on one figure (``builder compare``).
+
+    A run without a validation split is drawn with its training loss (dashed, and so labelled);
+    one without a history (a tune run) is left out and named in the title.
+
+    Args:
+        histories: Each run's ``history.csv`` as a frame, or None.
+        labels: One label per run.
+        path: Where the PNG goes.
+
+    Returns:
+        The written path.
+
+    Raises:
+        RunError: No run has a history, or ``path`` cannot be written.
+    """
+    if len(histories) != len(labels):
+        raise ValueError(
+            f"labels must name the {len(histories)} runs. Received: {len(labels)} labels"
+        )
+    fig = _new_figure((8.0, 4.8))
+    ax = fig.add_subplot()
+    drawn, missing = 0, []
+    values = []
+    for history, label in zip(histories, labels, strict=True):
+        column = None
+        if history is not None:
+            column = "val_loss" if "val_loss" in history.columns else "loss"
+        if history is None or column not in history.columns or len(history) == 0:
+            missing.append(label)
+            continue
+        epochs = history["epoch"] if "epoch" in history.columns else np.arange(1, len(history) + 1)
+        y = history[column].to_numpy(dtype=float)
+        values.append(y[np.isfinite(y)])
+        style = "-" if column == "val_loss" else "--"
+        shown = label if column == "val_loss" else f"{label} (training loss)"
+        ax.plot(epochs, y, style, linewidth=1.6, label=_short(shown, 60))
+        drawn += 1
+    if not drawn:
+        raise RunError("compare --plot needs a run with a history.csv. Received: none has one")
+    finite = np.concatenate(values) if values else np.array([])
+    if finite.size and finite.min() > 0 and finite.max() / finite.min() > 30:
+        ax.set_yscale("log")
+    ax.set_xlabel("epoch")
+    ax.set_ylabel("validation loss")
+    title = "Validation loss per epoch"
+    if missing:
+        title += f"\n(no history: {', '.join(_short(m, 40) for m in missing)})"
+    ax.set_title(title, fontsize=10)
+    ax.grid(True, alpha=0.3)
+    ax.legend(fontsize=8)
+    return _save(fig, path)

@@ -90,7 +90,12 @@ def evaluate(
 
     The CSV is read in chunks and the metrics are accumulated as training's streamed test scoring
     does (``builder.streaming.scorer``): exact, except a classification's AUC, which above
-    1,000,000 rows comes from a fixed hash sample of them.
+    1,000,000 rows comes from a fixed hash sample of them. The target follows training's rules
+    (``builder.data``): numeric and finite as float32, and 0 or 1 for a classifier.
+
+    Raises:
+        DataError: the file or a column is missing, a value breaks a rule (named with its
+            line), or no row has a target value.
     """
     from builder.streaming import row_uniform, scorer
     from builder.training import predict_array
@@ -103,9 +108,13 @@ def evaluate(
     rows = 0
     for numeric, _ in _chunks(run, path, with_target=True, chunk_rows=chunk_rows):
         if len(numeric):
-            keys = row_uniform(numeric.index.to_numpy(np.int64), config.data.split.seed, salt=1)
+            row_numbers = numeric.index.to_numpy(np.int64)
+            y = numeric[config.data.target].to_numpy(np.float64)
+            if task == "classification":
+                data_mod.check_labels(path, config.data.target, y, row_numbers)
+            keys = row_uniform(row_numbers, config.data.split.seed, salt=1)
             prediction = predict_array(run.model, numeric[features].to_numpy(np.float32))
-            score.update(numeric[config.data.target].to_numpy(np.float64), prediction, keys)
+            score.update(y, prediction, keys)
             rows += len(numeric)
     if not rows:
         raise DataError(f"{path} has no row with a target value to score.")

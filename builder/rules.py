@@ -11,8 +11,11 @@ from __future__ import annotations
 
 import difflib
 import math
+import os
+import stat
 import struct
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 from pydantic_core import PydanticCustomError
@@ -124,3 +127,43 @@ def as_float32(value: float) -> float | None:
     except OverflowError:  # the standard format refuses what would round to inf
         return None
     return single if math.isfinite(single) else None
+
+
+def plain(value: Any) -> Any:
+    """A numpy scalar as the Python value it holds (``np.False_`` -> ``False``), else ``value``.
+
+    For messages: ``repr`` of a numpy scalar is ``np.float64(1.5)``, not what the user wrote.
+    """
+    if type(value).__module__ == "numpy" and hasattr(value, "item"):
+        return value.item()
+    return value
+
+
+def number_text(value: Any) -> str:
+    """A number as a message shows it: ``2`` for 2.0, ``0.5``, ``1e+300``, ``inf``."""
+    value = float(plain(value))
+    if value.is_integer() and abs(value) < 1e16:
+        return str(int(value))
+    return repr(value)
+
+
+def path_rule(path: str | Path) -> str | None:
+    """The rule a path to an input file breaks, worded to follow its name, or ``None``.
+
+    A directory, device, FIFO or socket breaks it (a FIFO or ``/dev/zero`` would be read
+    without end), as does a missing path or one with a NUL byte: ``"must name a file, not a
+    directory"``. Used for ``--data``; ``data.path`` states the same rules.
+    """
+    try:
+        mode = os.stat(path).st_mode
+    except FileNotFoundError:
+        return "must name an existing file"
+    except ValueError:  # what os.stat raises for an embedded NUL byte
+        return "must not contain a NUL byte"
+    except OSError as err:
+        return f"must name a readable file ({err.strerror or err})"
+    if stat.S_ISREG(mode):
+        return None
+    if stat.S_ISDIR(mode):
+        return "must name a file, not a directory"
+    return "must name a regular file, not a device, FIFO or socket"

@@ -2,8 +2,9 @@
 
 Knows columns and rows, nothing about models (``builder.streaming_fit`` holds the model side).
 The file is read with pandas in chunks of ``chunk_rows`` rows, never whole, and every chunk is
-checked with the same rules and messages as ``builder.data`` (missing column, non-numeric or
-infinite value, empty cells, ragged rows), naming the file, the column and the line.
+checked by ``builder.data``'s own functions, so every rule and message is the in-memory path's
+(header, encoding, missing column, non-numeric value or one not finite as float32, magnitude,
+empty cells, ragged rows, labels, the target's spread), naming the file, the column and the line.
 
 The split is decided per row, without an index in memory: data row ``i`` (0 is the first row
 after the header) goes to test when ``u(i) < test``, to validation when
@@ -29,11 +30,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-import pandas as pd
 
 from builder import data as data_mod
 from builder.errors import DataError
-from builder.metrics import roc_auc
+from builder.metrics import roc_auc, solve_least_squares
 
 AUTO_STREAMING_BYTES = 200 * 1024 * 1024
 """``data.streaming: auto`` streams files larger than this (200 MiB, about 10 million rows of the
@@ -178,7 +178,7 @@ class _LeastSquares:
         # Column scaling: the normal equations square the design's condition number.
         scale = np.sqrt(np.diag(gram))
         scale[scale == 0] = 1.0
-        solution, *_ = np.linalg.lstsq(gram / np.outer(scale, scale), rhs / scale, rcond=None)
+        solution = solve_least_squares(gram / np.outer(scale, scale), rhs / scale)
         solution = solution / scale
         coef = solution[:k]
         intercept = float(solution[k] + self.y_shift - shift @ coef)
@@ -393,91 +393,29 @@ class CsvStream:
 
     def _check_header(self) -> list[str]:
         header = data_mod.checked_header(self.path)
+        present = data_mod.present_columns(header)
         for name in [*self.features, self.target]:
-            if name not in header:
+            if name not in present:
                 raise DataError(data_mod.absent_message(self.path, name, header))
         return header
 
-    def _frames(self) -> Iterator[tuple[int, pd.DataFrame]]:
-        self._check_header()
-        # No usecols, as builder.data: with it pandas silently accepts rows with too many fields.
-        reader = pd.read_csv(
-            self.path,
-            chunksize=self.chunk_rows,
-            encoding="utf-8-sig",
-            skipinitialspace=True,
-            keep_default_na=False,
-            na_values=NA_VALUES,
-        )
-        start = 0
-        with reader:
-            while True:
-                try:
-                    frame = next(reader)
-                except StopIteration:
-                    break
-                except (UnicodeDecodeError, pd.errors.ParserError, ValueError) as err:
-                    first = str(err).splitlines()[0]
-                    raise DataError(f"{self.path} could not be read as CSV: {first}") from None
-                yield start, frame
-                start += len(frame)
-        if start == 0:
-            raise DataError(f"{self.path} has a header but no data rows.")
-
-    def _numeric(self, frame: pd.DataFrame, start: int) -> np.ndarray:
-        names = [*self.features, self.target]
-        block = frame[names]
-        numeric = all(
-            pd.api.types.is_numeric_dtype(t) and not pd.api.types.is_bool_dtype(t)
-            for t in block.dtypes
-        )
-        if numeric:
-            values = block.to_numpy(np.float64)
-        else:
-            values = np.column_stack([self._column(block[n], n, start) for n in names])
-        infinite = np.isinf(values)
-        if infinite.any():
-            row, col = np.argwhere(infinite)[0]
-            raise DataError(
-                f"{self.path}: column '{names[col]}' must be finite. "
-                f"Received: {values[row, col]} on line {start + row + 2}"
-            )
-        return values
-
-    def _column(self, column: pd.Series, name: str, start: int) -> np.ndarray:
-        if pd.api.types.is_numeric_dtype(column) and not pd.api.types.is_bool_dtype(column):
-            return column.to_numpy(np.float64)
-        values = pd.to_numeric(column.astype("string").str.strip(), errors="coerce")
-        bad = values.isna() & column.notna()
-        if bad.any():
-            row = int(np.flatnonzero(bad.to_numpy())[0])
-            raise DataError(
-                f"{self.path}: column '{name}' must be numeric. "
-                f"Received: {column.iloc[row]!r} on line {start + row + 2}"
-            )
-        return values.to_numpy(np.float64, na_value=np.nan)
-
     def chunks(self) -> Iterator[Chunk]:
-        """Checked chunks in file order; rows the missing-value policy drops are left out."""
+        """Checked chunks in file order; rows the missing-value policy drops are left out.
+
+        Every rule of ``builder.data``'s reader holds, with its messages (the same functions).
+        """
         names = [*self.features, self.target]
         k = len(self.features)
-        for start, frame in self._frames():
-            values = self._numeric(frame, start)
+        header = self._check_header()
+        empty_cells = data_mod.EmptyCells(names)  # missing: error's
+        for start, frame in data_mod.read_frames(self.path, header, chunk_rows=self.chunk_rows):
+            values = data_mod.column_values(frame, names, self.path, start)
             rows = np.arange(start, start + len(values), dtype=np.int64)
             empty = np.isnan(values)
+            if self.missing == "error" and empty_cells.add(empty, start):
+                continue
+            data_mod.check_magnitude(values, names, self.path, rows)
             if empty.any():
-                if self.missing == "error":
-                    col = int(np.flatnonzero(empty.any(axis=0))[0])
-                    lines = np.flatnonzero(empty[:, col]) + start + 2
-                    shown = ", ".join(str(n) for n in lines[:5]) + (
-                        " ..." if len(lines) > 5 else ""
-                    )
-                    where = ("lines " if len(lines) > 1 else "line ") + shown
-                    raise DataError(
-                        f"{self.path}: column '{names[col]}' must have no empty or NaN cells "
-                        f"(set data.missing to drop or mean to allow them). "
-                        f"Received: {len(lines)} empty on {where}"
-                    )
                 # "mean" fills features only: a row without a target has nothing to learn from.
                 keep = ~empty.any(axis=1) if self.missing == "drop" else ~empty[:, k]
                 values, rows = values[keep], rows[keep]
@@ -488,11 +426,17 @@ class CsvStream:
                 y=values[:, k],
                 part=split_codes(rows, self.validation_fraction, self.test_fraction, self.seed),
             )
+        if empty_cells:
+            raise DataError(empty_cells.message(self.path))
 
     # ---- the statistics pass
 
     def scan(self) -> StreamStats:
         """One pass over the file: counts, normalization, target and least-squares statistics.
+
+        The rules after reading are the in-memory path's, in its order and with its messages:
+        enough rows for the splits, a value to fill each feature with (``missing: mean``), 0/1
+        labels or a regression target's spread, a target that varies.
 
         Raises:
             DataError: the file breaks a rule, or has too few rows for the splits.
@@ -502,15 +446,20 @@ class CsvStream:
         total = kept = filled = 0
         features = _Moments(k)
         target = _Moments(1)
+        every_target = _Moments(1)  # all kept rows, as the in-memory spread rule reads them
         lsq = _LeastSquares(k)
         y_min, y_max = math.inf, -math.inf
+        first_bad_label: tuple[np.ndarray, np.ndarray] | None = None
         for chunk in self.chunks():
             total += chunk.read
             kept += len(chunk.rows)
             filled += int(np.isnan(chunk.x).sum())
             counts += np.bincount(chunk.part, minlength=3)
-            if self.classification:
-                self._check_labels(chunk)
+            every_target.update(chunk.y)
+            if self.classification and first_bad_label is None:
+                bad = (chunk.y != 0.0) & (chunk.y != 1.0)
+                if bad.any():
+                    first_bad_label = (chunk.y[bad], chunk.rows[bad])
             train = chunk.part == TRAIN
             x, y = chunk.x[train], chunk.y[train]
             if len(y):
@@ -520,18 +469,19 @@ class CsvStream:
                 y_min, y_max = min(y_min, float(y.min())), max(y_max, float(y.max()))
         rows = dict(zip(PARTS, (int(c) for c in counts), strict=True))
         self._check_counts(kept, total, rows)
+        if self.missing == "mean":
+            data_mod.check_fill(features.n, self.features, self.path)
+        if first_bad_label is not None:
+            data_mod.check_labels(self.path, self.target, *first_bad_label)
+        if not self.classification:
+            spread = math.sqrt(float(every_target.m2[0]) / max(float(every_target.n[0]), 1.0))
+            data_mod.check_target_spread(self.path, self.target, spread)
         if y_min == y_max:
             raise DataError(
                 f"{self.path}: target column '{self.target}' must vary in the training rows; "
                 f"a constant target leaves nothing to learn. Received: every value {y_min:g}"
             )
         n_train = rows["train"]
-        if (features.n == 0).any():
-            name = self.features[int(np.flatnonzero(features.n == 0)[0])]
-            raise DataError(
-                f"{self.path}: column '{name}' must have at least one value in the training rows "
-                f"to fill empty cells with their mean. Received: every cell empty"
-            )
         fill = features.mean.copy()
         coef, intercept = lsq.solve(fill)
         self._stats = StreamStats(
@@ -552,16 +502,6 @@ class CsvStream:
         )
         return self._stats
 
-    def _check_labels(self, chunk: Chunk) -> None:
-        bad = (chunk.y != 0.0) & (chunk.y != 1.0)
-        if bad.any():
-            values = np.unique(chunk.y)[:5].tolist()
-            line = int(chunk.rows[np.flatnonzero(bad)[0]]) + 2
-            raise DataError(
-                f"{self.path}: target column '{self.target}' must hold 0 and 1 for "
-                f"classification. Received: values {values} (first other value on line {line})"
-            )
-
     def _check_counts(self, kept: int, total: int, rows: dict[str, int]) -> None:
         if kept == 0:
             raise DataError(
@@ -575,10 +515,9 @@ class CsvStream:
         )
         if short:
             raise DataError(
-                f"{self.path} must have enough rows for the splits (at least 2 training rows and "
-                f"one in each requested split; streaming splits rows by a hash, so tiny files "
-                f"may leave a split empty). Received: {kept} rows, "
-                f"validation={self.validation_fraction}, test={self.test_fraction}"
+                data_mod.split_message(
+                    self.path, kept, self.validation_fraction, self.test_fraction
+                )
             )
 
     # ---- batches for training

@@ -19,12 +19,12 @@ from typing import Any
 import numpy as np
 
 from builder import data as data_mod
-from builder import distribute, runs
+from builder import distribute, locks, runs
 from builder import metrics as metrics_mod
 from builder import streaming as streaming_mod
 from builder.config import Config, load_config, validate_config
 from builder.config.names import DEFAULT_STEPS, MAX_EPOCHS, MIN_EPOCH_STEPS
-from builder.errors import DataError, Interrupted, RunError
+from builder.errors import BuilderError, DataError, Interrupted, RunError
 from builder.search import require_values
 
 ProgressFn = Callable[[int, int, dict[str, float]], None]
@@ -51,7 +51,21 @@ def with_overrides(
     epochs: int | None = None,
     seed: int | None = None,
 ) -> Config:
-    """A copy of ``config`` with command-line overrides applied and validated again."""
+    """A copy of ``config`` with command-line overrides applied and validated again.
+
+    Raises:
+        DataError: ``data`` is missing, not a regular file (a directory, device, FIFO or
+            socket) or holds a NUL byte: ``data.path``'s rules, named ``--data``.
+        ConfigError: an override breaks the schema.
+    """
+    from builder.rules import path_rule
+
+    if data is not None:
+        # Checked before resolve(), which raises on a NUL byte; a FIFO or device would be read
+        # without end.
+        rule = path_rule(data)
+        if rule is not None:
+            raise DataError(f"--data {rule}. Received: {str(data)!r}")
     raw = config.model_dump(mode="python")
     if data is not None:
         raw["data"]["path"] = str(Path(data).resolve())
@@ -60,13 +74,6 @@ def with_overrides(
         raw["training"]["steps"] = None  # a fixed epoch count sets the length itself
     if seed is not None:
         raw["training"]["seed"] = seed
-    if data is not None:
-        path = Path(data)
-        if not path.exists() or path.is_dir():
-            from builder.errors import DataError
-
-            rule = "must name an existing file" if not path.exists() else "must name a file"
-            raise DataError(f"--data {rule}. Received: {data}")
     updated = validate_config(raw, source=config.source)
     return updated.locate(config.source, None if data is not None else config.yaml_node)
 
@@ -402,19 +409,21 @@ def train(
     splits = load_data(config, data_path)
     # Fail on an unwritable runs directory before spending time on training.
     scratch = distribute.worker_scratch(config)  # None on the chief, which keeps the run
-    run_dir = runs.create_run_dir(scratch or runs_dir, config.name)
-    manifest = run_manifest(config, data_path, splits, started, command)
-    manifest["distribution"] = distribute.describe(config)
-    runs.write_json(run_dir / "manifest.json", manifest)
-    runs.write_config(run_dir / "config.yaml", config)
-
-    extra = []
-    if tensorboard:
-        import keras
-
-        extra.append(keras.callbacks.TensorBoard(log_dir=str(run_dir / "tensorboard")))
     try:
-        run = _fit_and_finish(config, splits, run_dir, manifest, started, progress, extra, None)
+        run_dir = runs.create_run_dir(scratch or runs_dir, config.name)
+        # Locked before the manifest exists, so no resume can take the run while it trains.
+        with locks.run_lock(run_dir, command):
+            manifest = run_manifest(config, data_path, splits, started, command)
+            manifest["distribution"] = distribute.describe(config)
+            runs.write_json(run_dir / "manifest.json", manifest)
+            runs.write_config(run_dir / "config.yaml", config)
+
+            extra = []
+            if tensorboard:
+                import keras
+
+                extra.append(keras.callbacks.TensorBoard(log_dir=str(run_dir / "tensorboard")))
+            run = _fit_and_finish(config, splits, run_dir, manifest, started, progress, extra, None)
     finally:
         distribute.discard(scratch)
     if scratch is not None:
@@ -436,14 +445,24 @@ def resume(
         command: the command line recorded in the manifest.
 
     Raises:
-        RunError: the run is complete, has no checkpoint, or its directory is incomplete.
+        RunError: the run is complete, has no checkpoint, its directory is incomplete, or
+            another process is training it (``builder.locks``).
         DataError: the data file is gone or changed since the run started.
     """
-    from builder import checkpoints
-
     run_dir = Path(run_dir)
     if not (run_dir / "manifest.json").exists():
         raise RunError(f"run {run_dir} must be a run directory with a manifest.json.")
+    # Held from before the manifest is read until the run's files are written: a second resume
+    # (or a resume of a run that is still training) is refused instead of racing this one.
+    with locks.run_lock(run_dir, command):
+        return _resume_locked(run_dir, progress, command)
+
+
+def _resume_locked(
+    run_dir: Path, progress: ProgressFn | None, command: list[str] | None
+) -> runs.Run:
+    from builder import checkpoints
+
     manifest = runs.read_json(run_dir / "manifest.json")
     if manifest.get("status") == "complete":
         raise RunError(f"run {run_dir} is already complete; there is nothing to resume.")
@@ -553,28 +572,24 @@ def _fit_and_finish(
     extra: list,
     state: dict[str, Any] | None,
 ) -> runs.Run:
-    """Fit (with checkpoints), then write the run's files and mark it complete."""
+    """Fit (with checkpoints), then write the run's files and mark it complete.
+
+    Until the manifest says ``complete``, a KeyboardInterrupt (Ctrl-C, or SIGTERM and SIGHUP
+    under ``builder``) marks the run ``interrupted`` and becomes ``Interrupted`` with the resume
+    command; a BuilderError (divergence, a disk that filled up) marks it ``failed``. Either way
+    the last checkpoint stays, and ``resume`` continues from it.
+    """
     import shutil
 
     from builder import checkpoints
 
-    fit_started = time.time()
     try:
-        fitted = fit(
-            config,
-            splits,
-            progress=progress,
-            extra_callbacks=extra,
-            run_dir=run_dir,
-            resume_state=state,
-        )
-    except Diverged:
-        manifest.update(status="failed")
-        runs.write_json(run_dir / "manifest.json", manifest)
+        run = _fit_and_write(config, splits, run_dir, manifest, started, progress, extra, state)
+    except BuilderError:
+        _mark(run_dir, manifest, "failed")
         raise
     except KeyboardInterrupt:
-        manifest.update(status="interrupted")
-        runs.write_json(run_dir / "manifest.json", manifest)
+        _mark(run_dir, manifest, "interrupted")
         try:
             done = checkpoints.load_state(run_dir)["epoch"]
         except RunError:
@@ -583,6 +598,40 @@ def _fit_and_finish(
             f"training interrupted; the last checkpoint is after epoch {done}; resume with: "
             f"builder train --resume {run_dir}"
         ) from None
+    # The finished model replaces the checkpoints: the run directory keeps its documented files.
+    shutil.rmtree(run_dir / checkpoints.FOLDER, ignore_errors=True)
+    return run
+
+
+def _mark(run_dir: Path, manifest: dict[str, Any], status: str) -> None:
+    """Record a stopped run's status, if the disk lets us: the error that stopped it is the one
+    to report (the manifest cannot be written on a full disk either)."""
+    import contextlib
+
+    manifest.update(status=status)
+    with contextlib.suppress(RunError):
+        runs.write_json(run_dir / "manifest.json", manifest)
+
+
+def _fit_and_write(
+    config: Config,
+    splits: data_mod.Splits,
+    run_dir: Path,
+    manifest: dict[str, Any],
+    started: float,
+    progress: ProgressFn | None,
+    extra: list,
+    state: dict[str, Any] | None,
+) -> runs.Run:
+    fit_started = time.time()
+    fitted = fit(
+        config,
+        splits,
+        progress=progress,
+        extra_callbacks=extra,
+        run_dir=run_dir,
+        resume_state=state,
+    )
     fit_seconds = time.time() - fit_started
     model, history = fitted.model, fitted.history
 
@@ -616,14 +665,14 @@ def _fit_and_finish(
     runs.write_text(run_dir / "history.csv", history.to_csv(index=False))
     runs.write_text(run_dir / "summary.txt", summary_text(model) + "\n")
     runs.write_json(run_dir / "metrics.json", metrics)
-    manifest.update(
+    done = dict(
+        manifest,
         status="complete",
         finished=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         epochs_run=len(history),
     )
-    runs.write_json(run_dir / "manifest.json", manifest)
-    # The finished model replaces the checkpoints: the run directory keeps its documented files.
-    shutil.rmtree(run_dir / checkpoints.FOLDER, ignore_errors=True)
+    runs.write_json(run_dir / "manifest.json", done)
+    manifest.update(done)
     return runs.Run(run_dir, config, model, history, metrics, manifest)
 
 

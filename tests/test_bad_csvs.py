@@ -12,8 +12,9 @@ from typer.testing import CliRunner
 
 import builder
 from builder.cli import app
-from builder.data import load_splits, read_column_chunks, read_columns
+from builder.data import CHUNK_ROWS, load_splits, problems, read_column_chunks, read_columns
 from builder.errors import DataError
+from builder.streaming import CsvStream
 from tests.conftest import write_yaml
 
 FOLDER = Path(__file__).parent / "bad_csvs"
@@ -38,10 +39,29 @@ REJECTED = {
     "too_few_rows.csv": ["must have enough rows for the splits", "Received: 3 rows"],
     "constant_target.csv": ["target column 'salary' must vary", "Received: every value 50000"],
     "ragged_row.csv": ["could not be read as CSV", "line 4"],
-    "latin1.csv": ["must be a UTF-8 CSV file"],
-    "binary.csv": ["must be a UTF-8 CSV file"],
+    "latin1.csv": ["must be a UTF-8 CSV file", "Received: byte 0xe9 on line 7", "not UTF-8"],
+    "binary.csv": ["must be a UTF-8 CSV file", "Received: byte 0x89 on line 1"],
     "all_rows_empty_target.csv": ["column 'salary' must have no empty or NaN cells",
                                   "Received: 20 empty"],
+    # the header
+    "tab_separated.csv": ["must have a column 'age'", "The header looks tab-separated"],
+    "no_header.csv": ["must have a column 'age'", "The first line looks like data"],
+    "duplicate_after_spaces.csv": ["column names must be unique",
+                                   "Received: 'age' twice, as columns 1 and 3"],
+    "extra_field_every_row.csv": ["could not be read as CSV",
+                                  "Expected 3 fields in line 2, saw 4"],
+    # values, checked against what they become (float32) and what training does with them
+    "float32_overflow.csv": ["column 'age' must be finite as a 32-bit float",
+                             "3.402823e+38", "Received: 1e+300 on line 7"],
+    "huge_target.csv": ["column 'salary' must be at most 1e+15 in magnitude",
+                        "Received: 4e+29 on line 2"],
+    "wide_target.csv": ["target column 'salary' must have a standard deviation of at most 1e+09",
+                        "Received: standard deviation"],
+    "true_false.csv": ["column 'salary' must be numeric (write true/false as 1/0)",
+                       "Received: 'False' on line 2"],
+    # encodings
+    "utf16.csv": ["must be a UTF-8 CSV file", "Received: UTF-16 text", "iconv"],
+    "nul_byte.csv": ["must be a UTF-8 CSV file", "Received: a NUL byte on line 5"],
 }  # fmt: skip
 ACCEPTED = {  # file -> rows read
     "utf8_bom.csv": 20,
@@ -53,6 +73,8 @@ ACCEPTED = {  # file -> rows read
     "no_trailing_newline.csv": 20,
     "blank_lines.csv": 20,
     "constant_feature.csv": 20,
+    "header_spaces.csv": 20,  # names are read without the spaces around them
+    "index_column.csv": 20,  # empty names (DataFrame.to_csv's index column) are ignored
 }
 
 
@@ -65,7 +87,7 @@ def _load(name: str, **kwargs):
 def test_corpus_is_complete():
     on_disk = {p.name for p in FOLDER.glob("*.csv")}
     assert on_disk == set(REJECTED) | set(ACCEPTED)
-    assert len(on_disk) >= 20
+    assert len(on_disk) >= 36
 
 
 @pytest.mark.parametrize("name", sorted(REJECTED))
@@ -94,10 +116,28 @@ def test_chunked_reading_says_what_whole_reading_says(name):
     numeric = pd.concat([n for n, _ in chunks])
     pd.testing.assert_frame_equal(numeric, whole)
     text = pd.concat([t for _, t in chunks], ignore_index=True)
-    assert len(text) == len(whole) and set(columns) <= set(text.columns)
+    # The text keeps the file's header as written (predict writes it back).
+    assert len(text) == len(whole) and set(columns) <= {c.strip() for c in text.columns}
     numbers_only = list(read_column_chunks(FOLDER / name, columns, chunk_rows=3, text=False))
     assert all(t is None for _, t in numbers_only)
     pd.testing.assert_frame_equal(pd.concat([n for n, _ in numbers_only]), whole)
+
+
+@pytest.mark.parametrize("chunk_rows", [CHUNK_ROWS, 3])
+@pytest.mark.parametrize("name", sorted(REJECTED))
+def test_streaming_says_word_for_word_what_the_in_memory_reader_says(name, chunk_rows):
+    # One rule, one function in builder.data, called by both readers: same text, same line.
+    with pytest.raises(DataError) as whole:
+        _load(name)
+    stream = CsvStream(
+        FOLDER / name, FEATURES, TARGET, validation=0.15, test=0.15, seed=1, chunk_rows=chunk_rows
+    )
+    with pytest.raises(DataError) as streamed:
+        stream.scan()
+    assert str(streamed.value) == str(whole.value)
+    # ... and `builder validate --data` lists it first
+    found = problems(FOLDER / name, FEATURES, TARGET, validation=0.15, test=0.15, seed=1)
+    assert found[0] == str(whole.value)
 
 
 @pytest.mark.parametrize("name", sorted(ACCEPTED))
