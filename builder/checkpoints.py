@@ -79,7 +79,15 @@ def save(
     atomic_write(folder / name, lambda tmp: np.savez(tmp, **arrays))
     write_json(
         folder / "state.json",
-        {"epoch": epoch, "weights": name, "history": history, "early_stopping": stopping},
+        {
+            "epoch": epoch,
+            "weights": name,
+            "history": history,
+            "early_stopping": stopping,
+            # Optimizers with the same variable shapes (Adam, Adamax, Nadam) would restore into
+            # each other silently; the class name tells them apart.
+            "optimizer": None if model.optimizer is None else type(model.optimizer).__name__,
+        },
     )
     for old in folder.glob("weights-*.npz"):
         if old.name != name:
@@ -140,6 +148,7 @@ STATE_RULES: tuple[Rule, ...] = (
     ("early_stopping.best", "number?", True),
     ("early_stopping.best_epoch", "count", True),
     ("early_stopping.has_best_weights", "bool", True),
+    ("optimizer", "string?", False),
 )
 
 # An .npy header: magic, version, length and a dict of dtype, order and shape; numpy pads it to
@@ -168,6 +177,13 @@ def restore(run_dir: Path, model: Any, state: dict[str, Any], stopper: Any | Non
     """
     path = _folder(run_dir) / state["weights"]
     optimizer = model.optimizer
+    saved = state.get("optimizer")
+    if saved is not None and saved != type(optimizer).__name__:
+        raise RunError(
+            f"checkpoint {path} does not fit the run's model: it was written by the "
+            f"{saved} optimizer, the run's config now says {type(optimizer).__name__}; was "
+            f"config.yaml edited since the run started?"
+        )
     optimizer.build(model.trainable_variables)
     stopping = state.get("early_stopping")
     expected: dict[str, tuple[Any, str]] = {}

@@ -23,6 +23,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from builder import files
 from builder.errors import DataError
 from builder.rules import number_text, plain
 
@@ -239,14 +240,7 @@ def checked_header(path: Path) -> list[str]:
             would silently read the first field as the row's label, shifting every column).
     """
     path = Path(path)
-    if not path.exists():
-        raise DataError(f"data file {path} does not exist.")
-    if path.is_dir():
-        raise DataError(f"data file {path} must be a file. Received: a directory")
-    if not path.is_file():  # a device or FIFO would be read without end
-        raise DataError(
-            f"data file {path} must be a regular file. Received: a device, FIFO or socket"
-        )
+    files.check_regular(path, what="data file", error=DataError)  # a FIFO would never end
     _sniff(path)
     raw, first, line = _header(path)
     names = [name.strip() for name in raw]

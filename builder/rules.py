@@ -12,13 +12,14 @@ from __future__ import annotations
 import difflib
 import math
 import os
-import stat
 import struct
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 from pydantic_core import PydanticCustomError
+
+from builder.files import file_kind
 
 # A key path below the model being validated: one key, or several (`("tune", "objective")`).
 Loc = str | tuple[str | int, ...]
@@ -152,7 +153,7 @@ def path_rule(path: str | Path) -> str | None:
 
     A directory, device, FIFO or socket breaks it (a FIFO or ``/dev/zero`` would be read
     without end), as does a missing path or one with a NUL byte: ``"must name a file, not a
-    directory"``. Used for ``--data``; ``data.path`` states the same rules.
+    directory"``. Used for ``--data`` and ``data.path``.
     """
     try:
         mode = os.stat(path).st_mode
@@ -162,8 +163,9 @@ def path_rule(path: str | Path) -> str | None:
         return "must not contain a NUL byte"
     except OSError as err:
         return f"must name a readable file ({err.strerror or err})"
-    if stat.S_ISREG(mode):
+    kind = file_kind(mode)
+    if kind is None:
         return None
-    if stat.S_ISDIR(mode):
+    if kind == "a directory":
         return "must name a file, not a directory"
-    return "must name a regular file, not a device, FIFO or socket"
+    return f"must name a regular file, not {kind}"

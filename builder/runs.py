@@ -98,20 +98,6 @@ OVERWRITE = ("any", "never", "file")
 _NO_HARD_LINKS = {errno.EPERM, errno.EMLINK, errno.ENOSYS, errno.ENOTSUP, errno.EOPNOTSUPP}
 
 
-def _kind(mode: int) -> str:
-    if stat.S_ISDIR(mode):
-        return "a directory"
-    if stat.S_ISLNK(mode):
-        return "a symbolic link"
-    if stat.S_ISFIFO(mode):
-        return "a FIFO"
-    if stat.S_ISCHR(mode) or stat.S_ISBLK(mode):
-        return "a device"
-    if stat.S_ISSOCK(mode):
-        return "a socket"
-    return "not a regular file"
-
-
 def check_output(path: str | Path, *, overwrite: str = "never", what: str = "file") -> None:
     """Refuse, before any work, an output path that a writer with ``overwrite`` would refuse.
 
@@ -143,7 +129,7 @@ def check_output(path: str | Path, *, overwrite: str = "never", what: str = "fil
     if mode is not None and overwrite == "file" and not stat.S_ISREG(mode):
         raise RunError(
             f"{what} {path} must be a regular file for --force to replace it. "
-            f"Received: {_kind(mode)}"
+            f"Received: {files.file_kind(mode)}"
         )
     parent = path.parent
     if not parent.is_dir() or not os.access(parent, os.W_OK):

@@ -470,10 +470,16 @@ def _resume_locked(
     state = checkpoints.load_state(run_dir)
     data_path = config.check_data_path()
     splits = load_data(config, data_path)
-    if splits.sha256 != manifest["data"]["sha256"]:
+    recorded = (manifest.get("data") or {}).get("sha256")
+    if not isinstance(recorded, str):
+        raise RunError(
+            f"{run_dir / 'manifest.json'} must record data.sha256 to resume (the data must be "
+            f"checked unchanged). Received: {recorded!r}"
+        )
+    if splits.sha256 != recorded:
         raise DataError(
             f"{data_path} has changed since the run started (SHA-256 {splits.sha256[:12]}, "
-            f"recorded {manifest['data']['sha256'][:12]}); resuming would mix two datasets."
+            f"recorded {recorded[:12]}); resuming would mix two datasets."
         )
     manifest.update(status="running", resumed_from_epoch=state["epoch"])
     if command is not None:

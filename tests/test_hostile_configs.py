@@ -283,7 +283,7 @@ def test_data_path_fifo_is_refused_by_validate(tmp_path):
     config = tmp_path / "c.yaml"
     config.write_text(GOOD.replace("../data/salaries.csv", str(fifo)))
     message = one_line(config)
-    assert "data.path must name a regular file, not a device, FIFO or socket" in message
+    assert "data.path must name a regular file, not a FIFO (named pipe)" in message
 
 
 @pytest.mark.parametrize("case", ["fifo", "directory", "alias_bomb", "deep", "huge"])

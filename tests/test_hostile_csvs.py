@@ -277,8 +277,8 @@ def test_data_override_is_held_to_data_paths_rules(linear_config, tmp_path):
     os.mkfifo(fifo)
     cases = {
         tmp_path: "--data must name a file, not a directory",
-        fifo: "--data must name a regular file, not a device, FIFO or socket",
-        "/dev/null": "--data must name a regular file, not a device, FIFO or socket",
+        fifo: "--data must name a regular file, not a FIFO (named pipe)",
+        "/dev/null": "--data must name a regular file, not a character device",
         tmp_path / "absent.csv": "--data must name an existing file",
         "bad\0name.csv": "--data must not contain a NUL byte",
     }

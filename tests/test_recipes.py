@@ -275,4 +275,7 @@ def test_validate_data_refuses_a_device_at_once(tmp_path, capsys):
     config = tmp_path / "c.yaml"
     config.write_text(yaml.safe_dump({"name": "t", "data": {"features": ["a"], "target": "y"}}))
     assert validate([config], data=Path("/dev/zero")) == 2
-    assert "must be a regular file. Received: a device, FIFO or socket" in capsys.readouterr().err
+    assert (
+        "must be a file (regular files only). Received: a character device"
+        in capsys.readouterr().err
+    )

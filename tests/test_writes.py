@@ -193,7 +193,7 @@ def test_force_replaces_only_a_regular_file(trained_run, tmp_path, kind):
         expected = f"{not_regular} a symbolic link"
     elif kind == "fifo":
         os.mkfifo(out)
-        expected = f"{not_regular} a FIFO"
+        expected = f"{not_regular} a FIFO (named pipe)"
     else:
         out.mkdir()
         expected = f"--output {out} must name a file. Received: a directory"
@@ -214,7 +214,8 @@ def test_force_replaces_only_a_regular_file(trained_run, tmp_path, kind):
 
 
 def test_force_refuses_a_device_and_a_link_that_appears_meanwhile(tmp_path):
-    with pytest.raises(RunError, match=r"/dev/null must be a regular file .* Received: a device"):
+    device = r"/dev/null must be a regular file .* Received: a character device"
+    with pytest.raises(RunError, match=device):
         check_output(Path("/dev/null"), overwrite="file", what="--output")
     precious = tmp_path / "precious.csv"
     precious.write_text("keep\n")

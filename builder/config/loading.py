@@ -3,29 +3,19 @@
 from __future__ import annotations
 
 import json
-import os
-import stat
 from pathlib import Path
 from typing import Any
 
 import yaml
 from pydantic import ValidationError
 
+from builder import files
 from builder.config.messages import describe, format_loc
 from builder.config.names import FLOAT32_MAX, MAX_CONFIG_BYTES, MAX_YAML_DEPTH
 from builder.config.schema import Config
 from builder.config.yaml_reader import line_of, read_yaml
 from builder.errors import ConfigError
 from builder.rules import as_float32
-
-# What each kind of file that is not a regular file is called in messages.
-_FILE_KINDS = (
-    (stat.S_ISDIR, "a directory"),
-    (stat.S_ISCHR, "a character device"),
-    (stat.S_ISBLK, "a block device"),
-    (stat.S_ISFIFO, "a FIFO (named pipe)"),
-    (stat.S_ISSOCK, "a socket"),
-)
 
 
 def load_config(path: str | Path) -> Config:
@@ -48,9 +38,8 @@ def load_config(path: str | Path) -> Config:
 def read_config_text(path: str | Path, what: str = "config file") -> str:
     """The text of a config file, read with a byte cap from a regular file only.
 
-    A directory, device, FIFO or socket is refused by name before anything is read (and the
-    file is opened without blocking, so a FIFO swapped in after the check cannot hang it); at
-    most ``MAX_CONFIG_BYTES`` + 1 bytes are ever read, whatever the file claims its size is.
+    A directory, device, FIFO or socket is refused by name before anything is read; at most
+    ``MAX_CONFIG_BYTES`` + 1 bytes are ever read (``builder.files.read_text``).
 
     Args:
         path: the file.
@@ -63,66 +52,7 @@ def read_config_text(path: str | Path, what: str = "config file") -> str:
         ConfigError: the file is missing, not a regular file, too large, unreadable or not
             UTF-8.
     """
-    path = Path(path)
-    limit = f"{MAX_CONFIG_BYTES >> 20} MiB ({MAX_CONFIG_BYTES:,} bytes)"
-    try:
-        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_NOCTTY", 0))
-    except FileNotFoundError:
-        raise ConfigError(f"{what} {path} does not exist.") from None
-    except ValueError:  # an embedded NUL byte
-        raise ConfigError(
-            f"{what} path must not contain a NUL byte. Received: {_short(str(path))}"
-        ) from None
-    except OSError as err:
-        if os.path.isdir(path):  # Windows cannot open a directory
-            raise ConfigError(
-                f"{what} {path} must be a file (regular files only). Received: a directory"
-            ) from None
-        raise ConfigError(
-            f"{what} {_short(str(path))} cannot be read: {err.strerror or err}"
-        ) from None
-    try:
-        mode = os.fstat(fd).st_mode
-        for test, kind in _FILE_KINDS:
-            if test(mode):
-                raise ConfigError(
-                    f"{what} {path} must be a file (regular files only). Received: {kind}"
-                )
-        if not stat.S_ISREG(mode):
-            raise ConfigError(
-                f"{what} {path} must be a file (regular files only). Received: another kind"
-            )
-        size = os.fstat(fd).st_size
-        if size > MAX_CONFIG_BYTES:
-            raise ConfigError(f"{what} {path} must be at most {limit}. Received: {size:,} bytes")
-        chunks: list[bytes] = []
-        left = MAX_CONFIG_BYTES + 1  # a file that grows, or lies about its size, stops here
-        while left > 0:
-            chunk = os.read(fd, min(left, 1 << 16))
-            if not chunk:
-                break
-            chunks.append(chunk)
-            left -= len(chunk)
-        raw = b"".join(chunks)
-    except OSError as err:
-        raise ConfigError(f"{what} {path} cannot be read: {err.strerror or err}") from None
-    finally:
-        os.close(fd)
-    if len(raw) > MAX_CONFIG_BYTES:
-        raise ConfigError(f"{what} {path} must be at most {limit}. Received: more than that")
-    try:
-        text = raw.decode("utf-8-sig")
-    except UnicodeDecodeError as err:
-        raise ConfigError(
-            f"{path} must be UTF-8 text. Received: byte 0x{raw[err.start]:02x} "
-            f"at offset {err.start}"
-        ) from None
-    return text
-
-
-def _short(text: str, limit: int = 80) -> str:
-    shown = repr(text)
-    return shown if len(shown) <= limit else shown[: limit - 3] + "..."
+    return files.read_text(path, limit=MAX_CONFIG_BYTES, what=what, error=ConfigError)
 
 
 def parse_config(text: str, source: Path | str | None = None) -> Config:

@@ -8,7 +8,6 @@ turns every failure into one located line.
 from __future__ import annotations
 
 import os
-import stat
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -47,7 +46,7 @@ from builder.config.names import (
 )
 from builder.config.yaml_reader import line_of
 from builder.errors import ConfigError
-from builder.rules import as_float32, did_you_mean, rule_error
+from builder.rules import as_float32, did_you_mean, path_rule, rule_error
 from builder.search import SearchSpace, TuneConfig, is_space, objective_names, searchable
 
 
@@ -563,20 +562,9 @@ class Config(_Strict):
             raise ConfigError(
                 f"data.path is required to read data (or pass --data CSV){self.where('data')}"
             )
-        try:
-            mode = path.stat().st_mode
-        except FileNotFoundError:
-            rule = "must name an existing file"
-        except (OSError, ValueError) as err:
-            rule = f"must name a readable file ({getattr(err, 'strerror', None) or err})"
-        else:
-            if stat.S_ISREG(mode):
-                return path
-            rule = (
-                "must name a file, not a directory"
-                if stat.S_ISDIR(mode)
-                else "must name a regular file, not a device, FIFO or socket"
-            )
+        rule = path_rule(path)
+        if rule is None:
+            return path
         raise ConfigError(
             f"data.path {rule}. Received: path={self.data.path!r}, resolved to {path}"
             f"{self.where('data', 'path')}"
