@@ -48,10 +48,8 @@ def holdout_split(run: Run) -> tuple[np.ndarray, np.ndarray]:
             f"{path} has changed since the run was trained (SHA-256 {splits.sha256[:12]}, "
             f"recorded {recorded[:12]}); its test split is no longer the run's."
         )
-    if streamed:
-        _, x, y = (np.concatenate(a) for a in zip(*splits.arrays("test"), strict=True))
-        return np.asarray(x, np.float32), np.asarray(y, np.float64)
-    return splits.test.x, splits.test.y.astype(np.float64)
+    x, y = splits.part_arrays("test")
+    return x.astype(np.float32), y
 
 
 def loss_values(loss: str, y_true: np.ndarray, y_pred: np.ndarray) -> float:

@@ -289,15 +289,6 @@ def _mark_kept(
 # --------------------------------------------------------------------------------------------
 
 
-def _r_squared(y_true: np.ndarray, y_pred: np.ndarray) -> float:
-    """Returns the coefficient of determination, or NaN when ``y_true`` is constant."""
-    ss_res = float(np.sum((y_true - y_pred) ** 2))
-    ss_tot = float(np.sum((y_true - np.mean(y_true)) ** 2))
-    if ss_tot == 0.0:
-        return math.nan
-    return 1.0 - ss_res / ss_tot
-
-
 def _as_column(values: Any, name: str) -> np.ndarray:
     """Returns ``values`` as a 1-D float array; a single column (n, 1) is accepted."""
     array = np.asarray(values, dtype=float)
@@ -349,7 +340,9 @@ def plot_predictions(
         )
     actual, predicted = actual[finite], predicted[finite]
     n = actual.size
-    r2 = _r_squared(actual, predicted)
+    from builder.data.scoring import regression_metrics
+
+    r2 = regression_metrics(actual, predicted)["r2"]  # NaN for a constant target
 
     fig = _new_figure((6.0, 6.0))
     ax = fig.add_subplot()

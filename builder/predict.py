@@ -89,15 +89,16 @@ def evaluate(
     """Metrics of the run's model on another CSV (which must have the target column).
 
     The CSV is read in chunks and the metrics are accumulated as training's streamed test scoring
-    does (``builder.streaming.scorer``): exact, except a classification's AUC, which above
+    does (``builder.data.scoring.scorer``): exact, except a classification's AUC, which above
     1,000,000 rows comes from a fixed hash sample of them. The target follows training's rules
-    (``builder.data``): numeric and finite as float32, and 0 or 1 for a classifier.
+    (``builder.data.csv``): numeric and finite as float32, and 0 or 1 for a classifier.
 
     Raises:
         DataError: the file or a column is missing, a value breaks a rule (named with its
             line), or no row has a target value.
     """
-    from builder.streaming import row_uniform, scorer
+    from builder.data.scoring import scorer
+    from builder.data.split import row_uniform
     from builder.training import predict_array
 
     path = Path(path)
@@ -138,8 +139,8 @@ def holdout_predictions(run: Run) -> tuple[np.ndarray, np.ndarray]:
         )
     if not path.exists():
         raise DataError(f"the run's data file {path} no longer exists.")
-    # A streamed run split its rows by a hash of the row number (builder.streaming), not by the
-    # in-memory permutation: its test rows are found the same way, reading the file in chunks.
+    # A streamed run split its rows by a hash of the row number (builder.data.split), not by
+    # the in-memory permutation: its test rows are found the same way, reading the file in chunks.
     streamed = bool(run.manifest.get("data", {}).get("streaming"))
     splits = open_data(config, path, streamed=streamed)
     recorded = run.manifest.get("data", {}).get("sha256")
@@ -148,7 +149,5 @@ def holdout_predictions(run: Run) -> tuple[np.ndarray, np.ndarray]:
             f"{path} has changed since the run was trained (SHA-256 {splits.sha256[:12]}, "
             f"recorded {recorded[:12]}); its test split is no longer the run's."
         )
-    if streamed:
-        _, x, y = (np.concatenate(a) for a in zip(*splits.arrays("test"), strict=True))
-        return y, predict_array(run.model, x)
-    return splits.test.y.astype(np.float64), predict_array(run.model, splits.test.x)
+    x, y = splits.part_arrays("test")
+    return y, predict_array(run.model, x)

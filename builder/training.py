@@ -18,12 +18,11 @@ from typing import Any
 
 import numpy as np
 
-from builder import data as data_mod
 from builder import distribute, locks, runs
-from builder import metrics as metrics_mod
-from builder import streaming as streaming_mod
 from builder.config import Config, load_config, validate_config
 from builder.config.names import DEFAULT_STEPS, MAX_EPOCHS, MIN_EPOCH_STEPS
+from builder.data import Table, use_streaming
+from builder.data import scoring as scoring_mod
 from builder.errors import BuilderError, DataError, Interrupted, RunError
 from builder.search import require_values
 
@@ -233,11 +232,33 @@ def stopping_outcome(stopper: Any, epochs: int, epochs_run: int) -> dict[str, An
     }
 
 
-def prepare_model(config: Config, splits: Any) -> Any:
+def set_normalization(layer: Any, mean: np.ndarray, variance: np.ndarray) -> None:
+    """Give a ``keras.layers.Normalization`` layer statistics computed elsewhere.
+
+    The same state as ``layer.adapt`` on data with that mean and (population) variance: the
+    layer's ``mean`` and ``variance`` weights are what ``adapt`` and ``.keras`` loading assign,
+    and ``finalize_state`` makes them the constants the layer applies (and saves).
+    """
+    values = {"mean": mean, "variance": variance}
+    assigned = set()
+    for weight in layer.weights:
+        name = weight.name.split("/")[-1]
+        if name in values:
+            weight.assign(np.asarray(values[name], np.float32).reshape(weight.shape))
+            assigned.add(name)
+    if assigned != set(values):  # a Keras change: fail loudly rather than train unnormalized
+        raise RuntimeError(f"Normalization layer has no mean/variance weights: {layer.weights}")
+    layer.finalize_state()
+
+
+def prepare_model(config: Config, splits: Table) -> Any:
     """Seed, then build, adapt and compile a model, inside the distribution strategy's scope.
 
+    Target scaling and input normalization come from the table's statistics pass (float64,
+    training split only), so a streamed file is not read again to adapt the layer.
+
     Returns:
-        The compiled, untrained model; its normalization is adapted on the training split.
+        The compiled, untrained model; its normalization holds the training split's statistics.
     """
     import keras
 
@@ -247,17 +268,14 @@ def prepare_model(config: Config, splits: Any) -> Any:
     strategy = distribute.strategy_for(config)
     keras.utils.set_random_seed(config.training.seed)
     with distribute.scope(strategy):  # variables made here are mirrored on every replica
-        if isinstance(splits, streaming_mod.CsvStream):
-            from builder import streaming_fit
-
-            # Target scaling and normalization from the statistics pass: no second read.
-            model = streaming_fit.build(config, splits.stats)
-        else:
-            y = splits.train.y
-            std = float(np.std(y)) or 1.0
-            model = build_model(config, target_mean=float(np.mean(y)), target_std=std)
-            if config.data.normalize == "zscore":
-                model.get_layer(NORMALIZATION).adapt(splits.train.x)
+        stats = splits.stats
+        model = build_model(
+            config, target_mean=stats.target_mean, target_std=stats.target_std or 1.0
+        )
+        if config.data.normalize == "zscore":
+            set_normalization(
+                model.get_layer(NORMALIZATION), stats.feature_mean, stats.feature_variance
+            )
         compile_model(model, config, len(splits.train))
     if strategy is None:  # under a strategy Keras builds them eagerly itself
         _create_variables(model, len(config.data.features))
@@ -280,7 +298,7 @@ def _create_variables(model: Any, width: int) -> None:
 
 def fit(
     config: Config,
-    splits: data_mod.Splits,
+    splits: Table,
     *,
     progress: ProgressFn | None = None,
     extra_callbacks: list | None = None,
@@ -307,8 +325,8 @@ def fit(
     seed = config.training.seed
     model = prepare_model(config, splits)
     strategy = distribute.strategy_for(config)
-    streaming = isinstance(splits, streaming_mod.CsvStream)
-    make_dataset: Callable[..., Any] = streaming_mod.dataset if streaming else data_mod.dataset
+    from builder.data.tfdata import dataset
+
     batch = config.training.batch_size
     has_val = len(splits.validation) > 0
     stopper = _early_stopping(config, has_val)
@@ -320,8 +338,8 @@ def fit(
         initial_epoch = int(resume_state["epoch"])
     # A resumed run reshuffles from a seed of its own; its batch order differs from an
     # uninterrupted run's after the resume point (results agree within noise, not bitwise).
-    train_data = make_dataset(splits.train, batch, shuffle_seed=seed + initial_epoch)
-    val_data = make_dataset(splits.validation, batch) if has_val else None
+    train_data = dataset(splits, "train", batch, shuffle_seed=seed + initial_epoch)
+    val_data = dataset(splits, "validation", batch) if has_val else None
     steps = epoch_steps(config, len(splits.train))
     repeat: dict[str, Any] = {}
     if (
@@ -489,22 +507,17 @@ def _resume_locked(
     return _fit_and_finish(config, splits, run_dir, manifest, started, progress, [], state)
 
 
-def load_data(config: Config, data_path: Path) -> data_mod.Splits | streaming_mod.CsvStream:
-    """Read and split the config's CSV, or stream it (``data.streaming``; README)."""
-    if streaming_mod.use_streaming(config.data.streaming, data_path):
-        stream = open_data(config, data_path, streamed=True)
-        stream.scan()  # counts, statistics and least squares, in one pass over the file
-        return stream
-    return open_data(config, data_path, streamed=False)
+def load_data(config: Config, data_path: Path) -> Table:
+    """Read and split the config's CSV, in memory or streamed (``data.streaming``; README)."""
+    table = open_data(config, data_path, streamed=use_streaming(config.data.streaming, data_path))
+    table.scan()  # counts, statistics and least squares, in one pass over the file
+    return table
 
 
-def open_data(
-    config: Config, data_path: Path, *, streamed: bool
-) -> data_mod.Splits | streaming_mod.CsvStream:
-    """The config's CSV split as the config says: in memory, or as an unscanned stream."""
+def open_data(config: Config, data_path: Path, *, streamed: bool) -> Table:
+    """The config's CSV as a table, not read yet: in memory, or streamed."""
     split = config.data.split
-    read = streaming_mod.CsvStream if streamed else data_mod.load_splits
-    return read(
+    return Table(
         data_path,
         config.data.features,
         config.data.target,
@@ -513,13 +526,14 @@ def open_data(
         seed=split.seed,
         missing=config.data.missing,
         classification=config.task == "classification",
+        streamed=streamed,
     )
 
 
 def run_manifest(
     config: Config,
     data_path: Path,
-    splits: data_mod.Splits,
+    splits: Table,
     started: float,
     command: list[str] | None,
 ) -> dict[str, Any]:
@@ -552,7 +566,7 @@ def run_manifest(
             "dropped_rows": splits.dropped_rows,
             "filled_cells": splits.filled_cells,
             "missing": config.data.missing,
-            "streaming": isinstance(splits, streaming_mod.CsvStream),
+            "streaming": splits.streamed,
         },
         "features": list(splits.features),
         "target": splits.target,
@@ -570,7 +584,7 @@ def run_manifest(
 
 def _fit_and_finish(
     config: Config,
-    splits: data_mod.Splits,
+    splits: Table,
     run_dir: Path,
     manifest: dict[str, Any],
     started: float,
@@ -621,7 +635,7 @@ def _mark(run_dir: Path, manifest: dict[str, Any], status: str) -> None:
 
 def _fit_and_write(
     config: Config,
-    splits: data_mod.Splits,
+    splits: Table,
     run_dir: Path,
     manifest: dict[str, Any],
     started: float,
@@ -641,19 +655,7 @@ def _fit_and_write(
     fit_seconds = time.time() - fit_started
     model, history = fitted.model, fitted.history
 
-    if isinstance(splits, streaming_mod.CsvStream):
-        test, baselines = splits.evaluate(lambda x: predict_array(model, x), config.task)
-    else:
-        test_pred = predict_array(model, splits.test.x)
-        test = metrics_mod.score(config.task, splits.test.y, test_pred)
-        baselines = metrics_mod.baselines(
-            config.task,
-            splits.train.x,
-            splits.train.y,
-            splits.test.x,
-            splits.test.y,
-            splits.features,
-        )
+    test, baselines = splits.evaluate(lambda x: predict_array(model, x), config.task)
     metrics = {
         "task": config.task,
         "test": test,
@@ -662,7 +664,7 @@ def _fit_and_write(
         "epochs": fitted.epochs,
         "epochs_run": len(history),
         "early_stopping": fitted.early_stopping,
-        "warnings": [w for w in (metrics_mod.learned_nothing(config.task, test, baselines),) if w],
+        "warnings": [w for w in (scoring_mod.learned_nothing(config.task, test, baselines),) if w],
     }
 
     from builder.model import summary_text

@@ -1,7 +1,7 @@
 """Hostile CSVs that need generating (compressed, large, odd values), and the inputs around them.
 
 Each table is one kind. Every case goes through both readers (``builder.data.load_splits`` and a
-scanned ``builder.streaming.CsvStream``, in chunks of 7 rows unless a case says) and through
+streamed ``builder.data.Table``, in chunks of 7 rows unless a case says) and through
 ``data.problems`` (``builder validate``): one line, the same text from all three, naming the
 file, the rule and the value. The rest: split fractions, header names, evaluate applies
 training's target rules, ``--data`` and NUL bytes on the command line, least squares never
@@ -25,10 +25,10 @@ import pytest
 import builder
 from builder import data as data_mod
 from builder.config import load_config
+from builder.data import Table
 from builder.errors import DataError
 from builder.predict import evaluate
 from builder.runs import load_run
-from builder.streaming import CsvStream
 from builder.training import with_overrides
 from tests.conftest import FEATURES as LINEAR_FEATURES
 from tests.conftest import TARGET as LINEAR_TARGET
@@ -147,7 +147,9 @@ def _messages(path: Path, options: dict) -> list[str]:
     found = []
     readers = (
         lambda: data_mod.load_splits(path, features, target, **options),
-        lambda: CsvStream(path, features, target, chunk_rows=chunk_rows, **options).scan(),
+        lambda: Table(
+            path, features, target, streamed=True, chunk_rows=chunk_rows, **options
+        ).scan(),
     )
     for read in readers:
         try:
@@ -205,7 +207,8 @@ def test_split_fractions_leave_every_part_a_row(tmp_path, rows, validation, test
         with pytest.raises(DataError, match=f"enough rows for the splits.*Received: {rows} rows"):
             data_mod.load_splits(path, ["age", "years_worked"], "salary", **options)
     try:  # the hash split may leave a part of a tiny file empty; never silently
-        counts = CsvStream(path, ["age", "years_worked"], "salary", **options).scan().rows
+        table = Table(path, ["age", "years_worked"], "salary", streamed=True, **options)
+        counts = table.scan().rows
     except DataError as error:
         assert "split by a hash" in str(error) and f"Received: {rows} rows" in str(error)
     else:
@@ -233,8 +236,8 @@ def test_header_names_are_matched_without_their_spaces(tmp_path, asked, fragment
         lambda: data_mod.load_splits(
             path, ["age", asked], "salary", validation=0.15, test=0.15, seed=1
         ),
-        lambda: CsvStream(
-            path, ["age", asked], "salary", validation=0.15, test=0.15, seed=1
+        lambda: Table(
+            path, ["age", asked], "salary", validation=0.15, test=0.15, seed=1, streamed=True
         ).scan(),
     ):
         with pytest.raises(DataError) as info:  # never a KeyError
@@ -247,8 +250,8 @@ def test_least_squares_returns_or_refuses_at_once():
     code = """
 import numpy as np
 from builder.errors import DataError
-from builder.metrics import least_squares
-from builder.streaming import _LeastSquares
+from builder.data.scoring import least_squares
+from builder.data.stats import LeastSquares
 x = np.random.default_rng(0).normal(size=(50, 3))
 for bad in (np.inf, np.nan, 1e300 * 1e300):
     xb = x.copy(); xb[7, 1] = bad
@@ -260,7 +263,7 @@ for bad in (np.inf, np.nan, 1e300 * 1e300):
         raise SystemExit("accepted")
 fit = least_squares(np.column_stack([x[:, 0] * 1e38, x[:, 1] * 1e-38, x[:, 0]]), x[:, 2])
 assert np.isfinite(fit.coef).all()
-lsq = _LeastSquares(3); lsq.update(x, x[:, 0]); lsq.ata[0, 0] = np.inf
+lsq = LeastSquares(3); lsq.update(x, x[:, 0]); lsq.ata[0, 0] = np.inf
 try:
     lsq.solve(np.zeros(3))
 except DataError:

@@ -12,6 +12,7 @@ import pandas as pd
 import pytest
 
 from builder import plotting
+from builder.data.scoring import regression_metrics
 from builder.errors import BuilderError, RunError
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
@@ -149,9 +150,9 @@ def test_r_squared_matches_definition() -> None:
     y_true = rng.normal(size=50)
     y_pred = y_true + rng.normal(scale=0.5, size=50)
     expected = 1 - np.sum((y_true - y_pred) ** 2) / np.sum((y_true - y_true.mean()) ** 2)
-    assert plotting._r_squared(y_true, y_pred) == pytest.approx(expected)
-    assert plotting._r_squared(y_true, y_true) == 1.0
-    assert np.isnan(plotting._r_squared(np.ones(3), np.zeros(3)))
+    assert regression_metrics(y_true, y_pred)["r2"] == pytest.approx(expected)
+    assert regression_metrics(y_true, y_true)["r2"] == 1.0
+    assert np.isnan(regression_metrics(np.ones(3), np.zeros(3))["r2"])
 
 
 # --------------------------------------------------------------------------------------------

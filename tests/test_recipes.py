@@ -11,8 +11,8 @@ import yaml
 import builder
 from builder.config import parse_config, validate_config
 from builder.config.names import DEFAULT_STEPS
+from builder.data.scoring import baselines, learned_nothing, score
 from builder.inspection import raw_equation
-from builder.metrics import baselines, learned_nothing, score
 from builder.training import MIN_EPOCH_STEPS, epoch_steps, pass_steps, resolve_epochs
 from tests.conftest import ROOT
 

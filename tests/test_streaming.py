@@ -1,6 +1,6 @@
-"""Streaming CSVs (builder.streaming): the hash split, the statistics pass, batches, errors (the
-bad-CSV corpus gets the in-memory path's messages), and training results against the in-memory
-path.
+"""Streamed tables (builder.data.Table, streamed=True): the hash split, the statistics pass,
+batches, errors (the bad-CSV corpus gets the in-memory path's messages), and training results
+against the in-memory path.
 
 Tolerances (README, "Streaming and big CSVs"): on the same rows, the streaming statistics equal
 numpy's within 1e-9 relative (normalization, target, least-squares coefficients: float64 sums,
@@ -18,12 +18,14 @@ import pandas as pd
 import pytest
 
 import builder
-from builder import metrics as metrics_mod
-from builder import streaming
+from builder import data as streaming
+from builder.data import TEST, TRAIN, VALIDATION, Table, split_codes
+from builder.data import scoring as metrics_mod
+from builder.data import table as table_mod
+from builder.data.tfdata import dataset
 from builder.errors import DataError
 from builder.predict import holdout_predictions
 from builder.runs import load_run
-from builder.streaming import TEST, TRAIN, VALIDATION, CsvStream, split_codes
 from tests.conftest import FEATURES, TARGET, config_dict, make_linear_frame, write_yaml
 from tests.test_bad_csvs import ACCEPTED as GOOD_CSVS
 from tests.test_bad_csvs import FEATURES as CORPUS_FEATURES
@@ -34,9 +36,13 @@ from tests.test_bad_csvs import TARGET as CORPUS_TARGET
 FRACTIONS = {"validation": 0.15, "test": 0.15, "seed": 42}
 
 
-def _stream(path, **kwargs) -> CsvStream:
+def _streamed(*args, **kwargs) -> Table:
+    return Table(*args, streamed=True, **kwargs)
+
+
+def _stream(path, **kwargs) -> Table:
     options = {**FRACTIONS, **kwargs}
-    return CsvStream(path, FEATURES, TARGET, **options)
+    return _streamed(path, FEATURES, TARGET, **options)
 
 
 @pytest.fixture(scope="module")
@@ -154,9 +160,9 @@ def test_missing_cells_dropped_or_filled_like_in_memory(frame, tmp_path):
 def test_dataset_holds_each_training_row_once_reshuffled_each_epoch(csv, frame):
     stream = _stream(csv, chunk_rows=300, shuffle_rows=700)
     train_y = np.sort(frame[TARGET].to_numpy()[_parts(frame) == TRAIN].astype(np.float32))
-    data = stream.dataset("train", 64, shuffle_seed=5)
+    data = dataset(stream, "train", 64, shuffle_seed=5)
     first, second = list(data.as_numpy_iterator()), list(data.as_numpy_iterator())  # epochs 0, 1
-    again = list(stream.dataset("train", 64, shuffle_seed=5).as_numpy_iterator())  # epoch 0
+    again = list(dataset(stream, "train", 64, shuffle_seed=5).as_numpy_iterator())  # epoch 0
     # Full batches across window boundaries (windows hold 700+ rows, not a multiple of 64).
     assert all(len(y) == 64 for _, y in first[:-1]) and 0 < len(first[-1][1]) <= 64
     assert first[0][0].shape == (64, 3) and first[0][1].shape == (64, 1)
@@ -166,7 +172,7 @@ def test_dataset_holds_each_training_row_once_reshuffled_each_epoch(csv, frame):
         )
     np.testing.assert_array_equal(first[0][1], again[0][1])
     assert not np.array_equal(first[0][1], second[0][1])
-    in_order = np.concatenate([y for _, y in stream.dataset("test", 64).as_numpy_iterator()])
+    in_order = np.concatenate([y for _, y in dataset(stream, "test", 64).as_numpy_iterator()])
     expected = frame[TARGET].to_numpy()[_parts(frame) == TEST].astype(np.float32)
     np.testing.assert_array_equal(in_order[:, 0], expected)
 
@@ -187,7 +193,7 @@ def test_shuffled_windows_are_consecutive_rows(csv, frame):
 
 def test_dataset_knows_its_size(csv):
     stream = _stream(csv)
-    data = stream.dataset("validation", 100)
+    data = dataset(stream, "validation", 100)
     assert int(data.cardinality()) == -(-stream.stats.rows["validation"] // 100)
     assert sum(len(y) for _, y in data) == stream.stats.rows["validation"]
 
@@ -235,7 +241,7 @@ def test_classification_scores_exact_below_the_sample_and_sampled_above(tmp_path
     expected = metrics_mod.classification_metrics(y[test], score[test])
     for key, value in expected.items():
         assert exact[key] == pytest.approx(value, rel=1e-6), key
-    sampler = streaming._ClassificationScore(sample_rows=200)
+    sampler = metrics_mod.ClassificationScore(sample_rows=200)
     for rows, features, labels in stream.arrays("test"):
         sampler.update(labels, predict(features), streaming.row_uniform(rows, 42, salt=1))
     sampled = sampler.result()
@@ -247,7 +253,7 @@ def test_classification_scores_exact_below_the_sample_and_sampled_above(tmp_path
 
 
 def test_missing_column_is_a_one_line_data_error(csv):
-    stream = CsvStream(csv, [*FEATURES[:2], "Age"], TARGET, **FRACTIONS)
+    stream = _streamed(csv, [*FEATURES[:2], "Age"], TARGET, **FRACTIONS)
     with pytest.raises(DataError) as info:
         stream.scan()
     message = str(info.value)
@@ -279,7 +285,7 @@ def test_too_few_rows_and_non_binary_labels(tmp_path, frame):
 def test_auto_streams_only_above_the_size_limit(csv, monkeypatch):
     assert not streaming.use_streaming("auto", csv)
     assert streaming.use_streaming(True, csv) and not streaming.use_streaming(False, csv)
-    monkeypatch.setattr(streaming, "AUTO_STREAMING_BYTES", csv.stat().st_size - 1)
+    monkeypatch.setattr(table_mod, "AUTO_STREAMING_BYTES", csv.stat().st_size - 1)
     assert streaming.use_streaming("auto", csv)
     assert not streaming.use_streaming("auto", csv.with_name("absent.csv"))
 
@@ -336,7 +342,7 @@ def test_streamed_training_matches_the_in_memory_path(tmp_path):
 
 @pytest.mark.parametrize("name", sorted(BAD_CSVS))
 def test_bad_csv_corpus_gets_the_in_memory_messages(name):
-    stream = CsvStream(
+    stream = _streamed(
         CORPUS / name, CORPUS_FEATURES, CORPUS_TARGET, validation=0.15, test=0.15, seed=1
     )
     with pytest.raises(DataError) as info:
@@ -349,7 +355,7 @@ def test_bad_csv_corpus_gets_the_in_memory_messages(name):
 
 @pytest.mark.parametrize("name", sorted(GOOD_CSVS))
 def test_unusual_but_valid_csvs_stream_every_row(name):
-    stream = CsvStream(
+    stream = _streamed(
         CORPUS / name, CORPUS_FEATURES, CORPUS_TARGET, validation=0.15, test=0.15, seed=1
     )
     assert sum(stream.scan().rows.values()) == GOOD_CSVS[name]

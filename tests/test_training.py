@@ -13,8 +13,8 @@ import pytest
 import yaml
 
 import builder
-from builder import metrics as metrics_mod
 from builder.config import load_config
+from builder.data import scoring as metrics_mod
 from builder.data import split_rows
 from builder.errors import DataError
 from builder.inspection import raw_equation

@@ -1,7 +1,10 @@
-"""CSV -> checked numeric arrays -> seeded splits -> ``tf.data`` pipelines.
+"""The one CSV reader: file checks, header, parsing, the cell rules and their messages.
 
-Knows columns and rows, nothing about models. Every problem with a file is a ``DataError`` that
-names the file, the column and, where it applies, the first offending line and value.
+Knows columns and rows, nothing about splits or models. Every problem with a file is a
+``DataError`` that names the file, the column and, where it applies, the first offending line
+and value. ``CsvReader`` reads any file in blocks of rows (one block for the whole file when
+``chunk_rows`` is ``None``); training in memory, streamed training, ``predict``, ``evaluate``,
+``explain`` and ``builder validate`` all read through it.
 """
 
 from __future__ import annotations
@@ -11,7 +14,6 @@ import contextlib
 import csv
 import difflib
 import hashlib
-import itertools
 import math
 import re
 import shlex
@@ -26,39 +28,6 @@ import pandas as pd
 from builder import files
 from builder.errors import DataError
 from builder.rules import number_text, plain
-
-
-@dataclass(frozen=True)
-class Split:
-    """One part of the data: features ``x`` (float32, n x k) and target ``y`` (float32, n)."""
-
-    x: np.ndarray
-    y: np.ndarray
-
-    def __len__(self) -> int:
-        return len(self.y)
-
-
-@dataclass(frozen=True)
-class Splits:
-    """Train, validation and test parts of one CSV, plus what the run records about it."""
-
-    train: Split
-    validation: Split
-    test: Split
-    features: tuple[str, ...]
-    target: str
-    sha256: str
-    dropped_rows: int = 0
-    filled_cells: int = 0
-
-    def counts(self) -> dict[str, int]:
-        """Row counts of each split."""
-        return {
-            "train": len(self.train),
-            "validation": len(self.validation),
-            "test": len(self.test),
-        }
 
 
 def file_sha256(path: str | Path) -> str:
@@ -361,6 +330,79 @@ def read_frames(
         raise DataError(f"{path} has a header but no data rows.")
 
 
+@dataclass(frozen=True)
+class Block:
+    """Checked rows of a CSV: ``start``, the data-row number of the first (0 is the row after
+    the header, on line 2), and ``values``, float64 ``(n, k)`` in the reader's column order
+    (NaN for an empty cell)."""
+
+    start: int
+    values: np.ndarray
+
+    @property
+    def rows(self) -> np.ndarray:
+        """The data-row number of each row."""
+        return np.arange(self.start, self.start + len(self.values), dtype=np.int64)
+
+
+class CsvReader:
+    """The one CSV reader: header, parsing and cell rules, in blocks of rows, any file size.
+
+    Training (in memory and streamed), ``predict``, ``evaluate`` and ``explain`` all read through
+    it, so every rule has one implementation and one message. A cell rule (numeric, finite as
+    float32, at most ``max_magnitude`` in magnitude) names the first offending line in the file
+    across all columns (ties: the column asked first), whatever the block size. Under
+    ``empty="error"``, the first empty cell stops the output, but reading goes on (checking every
+    value), so that the message counts and places the empty cells of the whole file.
+
+    Args:
+        path: the CSV file (UTF-8, comma-separated, header row; BOM and CRLF are fine).
+        columns: columns that must exist; other columns are ignored.
+        optional: columns read when present (e.g. the target for ``predict``).
+        empty: ``error`` makes empty cells an error; ``keep`` leaves them as NaN.
+        max_magnitude: training's bound on values (``MAX_MAGNITUDE``); ``None``: none.
+        chunk_rows: rows parsed at a time; ``None`` parses the file in one block.
+
+    Raises:
+        DataError: the file or a column is missing, or the header breaks a rule.
+    """
+
+    def __init__(
+        self,
+        path: str | Path,
+        columns: Sequence[str],
+        *,
+        optional: Sequence[str] = (),
+        empty: str = "error",
+        max_magnitude: float | None = None,
+        chunk_rows: int | None = CHUNK_ROWS,
+    ) -> None:
+        self.path = Path(path)
+        self.header, names = _wanted_columns(self.path, columns, optional)
+        self.names = tuple(names)
+        self.empty = empty
+        self.max_magnitude = max_magnitude
+        self.chunk_rows = chunk_rows
+
+    def blocks(self) -> Iterator[Block]:
+        """Checked blocks in file order.
+
+        Raises:
+            DataError: the file cannot be parsed, has no data rows, or a cell breaks a rule; a
+                problem in a later block is raised when it is reached (empty cells at the end).
+        """
+        empty = EmptyCells(self.names) if self.empty == "error" else None
+        for start, frame in read_frames(self.path, self.header, chunk_rows=self.chunk_rows):
+            values = column_values(
+                frame, self.names, self.path, start, max_magnitude=self.max_magnitude
+            )
+            if empty is not None and empty.add(np.isnan(values), start):
+                continue
+            yield Block(start, values)
+        if empty:
+            raise DataError(empty.message(self.path))
+
+
 def read_columns(
     path: str | Path,
     columns: Sequence[str],
@@ -378,15 +420,25 @@ def read_columns(
             for the caller to drop or fill (from training statistics).
 
     Returns:
-        A float64 frame with the requested columns, in the order asked, and the file's row order.
+        A float64 frame with the requested columns, in the order asked, and the file's row order;
+        its index is each row's data-row number.
 
     Raises:
         DataError: missing file or column, non-numeric or infinite value, empty cells, no rows.
     """
-    path = Path(path)
-    header, wanted = _wanted_columns(path, columns, optional)
-    _, frame = next(read_frames(path, header))
-    return _checked(frame, wanted, path, missing, start=0)
+    reader = CsvReader(
+        path,
+        columns,
+        optional=optional,
+        empty="error" if missing == "error" else "keep",
+        chunk_rows=None,
+    )
+    return pd.concat([_frame(block, reader.names) for block in reader.blocks()])
+
+
+def _frame(block: Block, names: Sequence[str]) -> pd.DataFrame:
+    index = pd.RangeIndex(block.start, block.start + len(block.values))
+    return pd.DataFrame(block.values, columns=list(names), index=index)
 
 
 def read_column_chunks(
@@ -408,43 +460,27 @@ def read_column_chunks(
     Raises:
         DataError: as ``read_columns``; a problem in a later chunk is raised when it is reached.
     """
-    path = Path(path)
-    header, wanted = _wanted_columns(path, columns, ())
-    # Two readers in step: one parses numbers as read_columns does, one (if asked) keeps the
-    # text as it is (predict writes every input column back unchanged).
-    numbers = read_frames(path, header, chunk_rows=chunk_rows)
-    texts = (
-        _read_csv(
-            path,
-            {
-                "encoding": "utf-8-sig",
-                "dtype": str,
-                "keep_default_na": False,
-                "chunksize": chunk_rows,
-            },
-        )
-        if text
-        else None
+    reader = CsvReader(
+        path, columns, empty="error" if missing == "error" else "keep", chunk_rows=chunk_rows
     )
-    empty = EmptyCells(wanted)
-    with contextlib.closing(numbers), texts if texts is not None else contextlib.nullcontext():
-        strings = _chunks(texts, path) if texts is not None else itertools.repeat(None)
-        for (start, frame), as_text in zip(numbers, strings, strict=texts is not None):
-            policy = "drop" if missing == "error" else missing  # empty cells left as NaN
-            numeric = _checked(frame, wanted, path, policy, start=start)
-            if missing == "error" and empty.add(numeric.isna().to_numpy(), start):
-                continue
-            yield numeric, as_text
-    if empty:
-        raise DataError(empty.message(path))
+    blocks = reader.blocks()
+    if not text:
+        for block in blocks:
+            yield _frame(block, reader.names), None
+        return
+    # A second reader in step keeps the text as it is (predict writes every input column back
+    # unchanged). The numbers go first: once they stop (an empty cell), nothing more is yielded.
+    texts = _read_csv(
+        reader.path,
+        {"encoding": "utf-8-sig", "dtype": str, "keep_default_na": False, "chunksize": chunk_rows},
+    )
+    with contextlib.closing(blocks), texts:
+        for block, as_text in zip(blocks, _chunks(texts, reader.path), strict=True):
+            yield _frame(block, reader.names), as_text
 
 
 class EmptyCells:
-    """``missing: error`` over chunks: the empty cells of each column, once one is found.
-
-    The first empty cell stops the output, but reading goes on (checking every value), so that
-    the message counts and places the empty cells as a whole read does (``read_columns``).
-    """
+    """``missing: error`` over blocks: the empty cells of each column, once one is found."""
 
     def __init__(self, names: Sequence[str]) -> None:
         self.names = list(names)
@@ -452,7 +488,7 @@ class EmptyCells:
         self.first: list[list[int]] = [[] for _ in self.names]  # the lines a message shows
 
     def add(self, holes: np.ndarray, start: int) -> bool:
-        """Record a chunk's empty cells (``(n, k)`` booleans from data row ``start``).
+        """Record a block's empty cells (``(n, k)`` booleans from data row ``start``).
 
         Returns:
             Whether any cell so far was empty.
@@ -470,10 +506,16 @@ class EmptyCells:
     def __bool__(self) -> bool:
         return self.counts is not None
 
-    def message(self, path: Path) -> str:
-        """``empty_cells_message`` for the first column (in ``names`` order) with empty cells."""
+    def columns(self) -> list[int]:
+        """The columns with empty cells, the one with the first empty line first."""
         assert self.counts is not None
-        i = next(i for i, count in enumerate(self.counts) if count)
+        found = [i for i, count in enumerate(self.counts) if count]
+        return sorted(found, key=lambda i: (self.first[i][0], i))
+
+    def message(self, path: Path, column: int | None = None) -> str:
+        """``empty_cells_message`` for ``column`` (default: the first empty line's)."""
+        assert self.counts is not None
+        i = self.columns()[0] if column is None else column
         return empty_cells_message(path, self.names[i], self.first[i], count=self.counts[i])
 
 
@@ -506,32 +548,57 @@ def _chunks(reader: Any, path: Path) -> Iterator[pd.DataFrame]:
             raise _unreadable(path, err) from None
 
 
-def _checked(
-    frame: pd.DataFrame, names: Sequence[str], path: Path, missing: str, *, start: int
-) -> pd.DataFrame:
-    values = column_values(frame, names, path, start)
-    numeric = pd.DataFrame(values, columns=list(names), index=frame.index)
-    return _handle_missing(numeric, path, missing)
-
-
 def column_values(
-    frame: pd.DataFrame, names: Sequence[str], path: Path, start: int = 0
+    frame: pd.DataFrame,
+    names: Sequence[str],
+    path: Path,
+    start: int = 0,
+    *,
+    max_magnitude: float | None = None,
 ) -> np.ndarray:
     """The named columns of a frame ``read_frames`` yielded, as checked float64 ``(n, k)``.
 
-    Each column must be numeric and each value finite as the float32 it becomes; empty cells
-    are NaN. The first broken rule is raised, column by column in ``names`` order.
+    Each column must be numeric, each value finite as the float32 it becomes (and at most
+    ``max_magnitude`` in magnitude when given); empty cells are NaN.
 
     Raises:
-        DataError: naming the column, the rule and the first offending value and line.
+        DataError: for the first offending line across the columns (ties: the first column in
+            ``names``), naming the column, the rule, the value and the line.
     """
-    values = np.empty((len(frame), len(names)))
-    for i, name in enumerate(names):
-        values[:, i] = _numeric(frame[name], name, path, start)
+    values, found = column_problems(frame, names, path, start, max_magnitude=max_magnitude)
+    if found:
+        raise DataError(found[0][2])
     return values
 
 
-def _numeric(column: pd.Series, name: str, path: Path, start: int = 0) -> np.ndarray:
+def column_problems(
+    frame: pd.DataFrame,
+    names: Sequence[str],
+    path: Path,
+    start: int = 0,
+    *,
+    max_magnitude: float | None = None,
+) -> tuple[np.ndarray, list[tuple[int, int, str]]]:
+    """``column_values`` that goes on: the values and every column's first broken cell rule.
+
+    Returns:
+        ``(values, problems)``: ``problems`` holds ``(row, column, message)`` for each column
+        with a broken rule, its first offending row, first in file order (ties: ``names``).
+    """
+    values = np.empty((len(frame), len(names)))
+    found = []
+    for i, name in enumerate(names):
+        values[:, i], problem = _numeric(frame[name], name, path, start, max_magnitude)
+        if problem is not None:
+            found.append((problem[0], i, problem[1]))
+    return values, sorted(found)
+
+
+def _numeric(
+    column: pd.Series, name: str, path: Path, start: int, max_magnitude: float | None
+) -> tuple[np.ndarray, tuple[int, str] | None]:
+    # The column as float64 (NaN where a cell breaks the numeric rule) and its first problem.
+    problems: list[tuple[int, str]] = []
     if not pd.api.types.is_numeric_dtype(column) or pd.api.types.is_bool_dtype(column):
         numbers = pd.to_numeric(column.astype("string").str.strip(), errors="coerce")
         bad = numbers.isna() & column.notna()
@@ -545,13 +612,18 @@ def _numeric(column: pd.Series, name: str, path: Path, start: int = 0) -> np.nda
                 if str(text).strip().lower() in ("true", "false")
                 else ""
             )
-            raise DataError(
-                f"{path}: column '{name}' must be numeric{hint}. "
-                f"Received: {_short(text)} on line {start + row + 2}"
+            problems.append(
+                (
+                    row,
+                    f"{path}: column '{name}' must be numeric{hint}. "
+                    f"Received: {_short(text)} on line {start + row + 2}",
+                )
             )
         column = numbers
     values = column.to_numpy(np.float64, na_value=np.nan)
-    over = np.abs(values) >= _FLOAT32_OVERFLOW  # inf too; NaN (an empty cell) is not
+    with np.errstate(invalid="ignore"):
+        size = np.abs(values)  # NaN (an empty cell) breaks no rule here
+    over = size >= _FLOAT32_OVERFLOW  # inf too
     if over.any():
         row = int(np.flatnonzero(over)[0])
         value = float(values[row])
@@ -560,38 +632,27 @@ def _numeric(column: pd.Series, name: str, path: Path, start: int = 0) -> np.nda
             if math.isinf(value)
             else f"must be finite as a 32-bit float (at most {FLOAT32_MAX:.7g} in magnitude)"
         )
-        raise DataError(
-            f"{path}: column '{name}' {rule}. "
-            f"Received: {number_text(value)} on line {start + row + 2}"
+        problems.append(
+            (
+                row,
+                f"{path}: column '{name}' {rule}. "
+                f"Received: {number_text(value)} on line {start + row + 2}",
+            )
         )
-    return values
-
-
-def check_magnitude(values: np.ndarray, names: Sequence[str], path: Path, rows: np.ndarray) -> None:
-    """Training's rule on values: at most ``MAX_MAGNITUDE`` in magnitude.
-
-    Args:
-        values: float64 ``(n, k)`` (NaN for empty cells), columns ``names``.
-        names: the column names.
-        path: the file, for the message.
-        rows: the data-row number of each row (the line is the number + 2).
-
-    Raises:
-        DataError: naming the first column (in ``names`` order) with a larger value, the first
-            such value and its line.
-    """
-    with np.errstate(invalid="ignore"):
-        big = np.abs(values) > MAX_MAGNITUDE
-    if not big.any():
-        return
-    col = int(np.flatnonzero(big.any(axis=0))[0])
-    row = int(np.flatnonzero(big[:, col])[0])
-    raise DataError(
-        f"{path}: column '{names[col]}' must be at most {MAX_MAGNITUDE:g} in magnitude to "
-        f"train on: training runs in 32-bit floats, where sums of squares of larger values "
-        f"overflow (divide the column by a power of ten). "
-        f"Received: {number_text(values[row, col])} on line {int(rows[row]) + 2}"
-    )
+    if max_magnitude is not None:
+        big = (size > max_magnitude) & ~over
+        if big.any():
+            row = int(np.flatnonzero(big)[0])
+            problems.append(
+                (
+                    row,
+                    f"{path}: column '{name}' must be at most {max_magnitude:g} in magnitude to "
+                    f"train on: training runs in 32-bit floats, where sums of squares of larger "
+                    f"values overflow (divide the column by a power of ten). "
+                    f"Received: {number_text(values[row])} on line {start + row + 2}",
+                )
+            )
+    return values, min(problems) if problems else None
 
 
 def check_labels(path: Path, target: str, y: np.ndarray, rows: np.ndarray) -> None:
@@ -651,14 +712,6 @@ def check_fill(present: np.ndarray, features: Sequence[str], path: Path) -> None
         )
 
 
-def _handle_missing(frame: pd.DataFrame, path: Path, policy: str) -> pd.DataFrame:
-    empty = frame.isna()
-    if policy == "error" and empty.to_numpy().any():
-        name = next(c for c in frame.columns if empty[c].any())
-        raise DataError(empty_cells_message(path, name, np.flatnonzero(empty[name].to_numpy())))
-    return frame  # drop and mean are applied by load_splits, which records what they did
-
-
 SHOWN_LINES = 5  # lines a message lists (then "...")
 
 
@@ -679,250 +732,3 @@ def empty_cells_message(
     )
 
 
-def split_message(where: str | Path, rows: int, validation: float, test: float) -> str:
-    """The message for too few rows for the splits (both readers)."""
-    return (
-        f"{where} must have enough rows for the splits: at least 2 training rows and one in "
-        f"each part with a fraction above 0 (a streamed file's rows are split by a hash, so a "
-        f"small one may leave a part empty). "
-        f"Received: {rows} rows, validation={validation}, test={test}"
-    )
-
-
-def split_rows(
-    n: int, validation: float, test: float, seed: int, where: str = "the data"
-) -> dict[str, np.ndarray]:
-    """Seeded random split of row indices; each part keeps the file's row order.
-
-    Raises:
-        DataError: too few rows for every requested part to get at least one row.
-    """
-    n_test = int(round(n * test))
-    n_val = int(round(n * validation))
-    if test > 0:
-        n_test = max(n_test, 1)
-    if validation > 0:
-        n_val = max(n_val, 1)
-    n_train = n - n_test - n_val
-    if n_train < 2:
-        raise DataError(split_message(where, n, validation, test))
-    order = np.random.default_rng(seed).permutation(n)
-    return {
-        "test": np.sort(order[:n_test]),
-        "validation": np.sort(order[n_test : n_test + n_val]),
-        "train": np.sort(order[n_test + n_val :]),
-    }
-
-
-def load_splits(
-    path: str | Path,
-    features: Sequence[str],
-    target: str,
-    *,
-    validation: float,
-    test: float,
-    seed: int,
-    missing: str = "error",
-    classification: bool = False,
-) -> Splits:
-    """Read a CSV and split it into train, validation and test.
-
-    With ``missing="mean"`` empty feature cells are filled with the training split's means (the
-    target is never filled: those rows are dropped).
-    """
-    path = Path(path)
-    frame = read_columns(path, [*features, target], missing=missing)
-    return splits_from_frame(
-        frame,
-        path,
-        features,
-        target,
-        validation=validation,
-        test=test,
-        seed=seed,
-        missing=missing,
-        classification=classification,
-    )
-
-
-def splits_from_frame(
-    frame: pd.DataFrame,
-    path: Path,
-    features: Sequence[str],
-    target: str,
-    *,
-    validation: float,
-    test: float,
-    seed: int,
-    missing: str = "error",
-    classification: bool = False,
-) -> Splits:
-    """``load_splits`` on a frame ``read_columns`` returned: training's rules, missing cells, split.
-
-    The frame's index is each row's data-row number in the file (for the lines messages name).
-    """
-    check_magnitude(frame.to_numpy(np.float64), list(frame.columns), path, frame.index.to_numpy())
-    total = len(frame)
-    # "mean" fills features only: a row without a target has nothing to learn from.
-    keep = frame.notna().all(axis=1) if missing == "drop" else frame[target].notna()
-    rows = frame.index.to_numpy()[keep.to_numpy()]
-    frame = frame[keep].reset_index(drop=True)
-    if len(frame) == 0:
-        raise DataError(
-            f"{path}: every row has an empty cell, so data.missing={missing} leaves none."
-        )
-    parts = split_rows(len(frame), validation, test, seed, where=str(path))
-    x = frame[list(features)].to_numpy(dtype=np.float64)
-    y = frame[target].to_numpy(dtype=np.float64)
-    filled = 0
-    if missing == "mean":
-        holes = np.isnan(x)
-        check_fill((~holes[parts["train"]]).sum(axis=0), features, path)
-        means = np.nanmean(x[parts["train"]], axis=0)
-        filled = int(holes.sum())
-        x = np.where(holes, means, x)
-    if classification:
-        check_labels(path, target, y, rows)
-    else:
-        check_target_spread(path, target, float(np.std(y)))
-    if np.ptp(y[parts["train"]]) == 0:
-        raise DataError(
-            f"{path}: target column '{target}' must vary in the training rows; a constant target "
-            f"leaves nothing to learn. Received: every value {y[parts['train']][0]:g}"
-        )
-    return Splits(
-        train=Split(x[parts["train"]].astype(np.float32), y[parts["train"]].astype(np.float32)),
-        validation=Split(
-            x[parts["validation"]].astype(np.float32), y[parts["validation"]].astype(np.float32)
-        ),
-        test=Split(x[parts["test"]].astype(np.float32), y[parts["test"]].astype(np.float32)),
-        features=tuple(features),
-        target=target,
-        sha256=file_sha256(path),
-        dropped_rows=total - len(frame),
-        filled_cells=filled,
-    )
-
-
-def problems(
-    path: str | Path,
-    features: Sequence[str],
-    target: str,
-    *,
-    values: bool = True,
-    validation: float = 0.15,
-    test: float = 0.15,
-    seed: int = 42,
-    missing: str = "error",
-    classification: bool = False,
-) -> list[str]:
-    """Every problem training would find in a CSV, one message each, without training.
-
-    The rules and messages are ``load_splits``'s, but where ``load_splits`` stops at the first
-    problem, this goes on: every absent column, every column that is not numeric or not finite,
-    every column with empty cells, then the target and split rules.
-
-    Args:
-        path: the CSV file.
-        features: the feature columns.
-        target: the target column.
-        values: read the values too; otherwise check the file and its header only (fast on a
-            file of any size: it reads one line).
-        validation, test, seed, missing, classification: as for ``load_splits``.
-
-    Returns:
-        The messages, in file order of the checks; empty when the file would train.
-    """
-    path = Path(path)
-    columns = [*features, target]
-    try:
-        header = checked_header(path)
-    except DataError as err:
-        return [str(err)]
-    present = present_columns(header)
-    found = [absent_message(path, name, header) for name in columns if name not in present]
-    if found or not values:
-        return found
-    try:
-        _, frame = next(read_frames(path, header))
-    except DataError as err:
-        return [str(err)]
-    numeric = {}
-    for name in columns:
-        try:
-            numeric[name] = _numeric(frame[name], name, path)
-        except DataError as err:
-            found.append(str(err))
-    if found:
-        return found
-    frame = pd.DataFrame(numeric)
-    if missing == "error":
-        for name in columns:
-            holes = np.flatnonzero(frame[name].isna().to_numpy())
-            if len(holes):
-                found.append(empty_cells_message(path, name, holes))
-        if found:
-            return found
-    try:
-        splits_from_frame(
-            frame,
-            path,
-            features,
-            target,
-            validation=validation,
-            test=test,
-            seed=seed,
-            missing=missing,
-            classification=classification,
-        )
-    except DataError as err:
-        found.append(str(err))
-    return found
-
-
-def dataset(split: Split, batch_size: int, *, shuffle_seed: int | None = None):
-    """A batched, prefetched ``tf.data.Dataset`` of ``(x, y)``.
-
-    Shuffling happens here, reseeded each epoch, because ``fit(shuffle=True)`` on numpy arrays
-    repeats one permutation every epoch after ``set_random_seed``.
-
-    Work is per batch, never per row: each epoch draws one permutation of the row indices
-    (``Dataset.random`` gives a new seed each epoch) and every batch is one ``gather``; unshuffled
-    data is sliced into batches up front. Row-by-row ``shuffle(n).batch(b)`` measured 3x slower
-    on 700,000 rows (7.8 s against 2.8 s an epoch for the salary MLP; bench/README.md).
-    """
-    import tensorflow as tf
-
-    n = len(split)
-    x = tf.constant(split.x)
-    y = tf.constant(split.y[:, None])
-    batches = math.ceil(n / batch_size)
-    if shuffle_seed is None:
-        full = n - n % batch_size
-        data = tf.data.Dataset.from_tensor_slices(
-            (
-                tf.reshape(x[:full], (-1, batch_size, x.shape[1])),
-                tf.reshape(y[:full], (-1, batch_size, 1)),
-            )
-        )
-        if full < n:
-            data = data.concatenate(tf.data.Dataset.from_tensors((x[full:], y[full:])))
-    else:
-        pad = batches * batch_size - n
-
-        def permuted(key):
-            order = tf.random.experimental.stateless_shuffle(
-                tf.range(n, dtype=tf.int64), seed=tf.stack([key, tf.constant(0, tf.int64)])
-            )
-            # -1 pads the last batch; `rows` drops it again.
-            order = tf.concat([order, tf.fill([pad], tf.constant(-1, tf.int64))], axis=0)
-            return tf.reshape(order, (batches, batch_size))
-
-        def rows(index):
-            index = index[index >= 0]
-            return tf.gather(x, index), tf.gather(y, index)
-
-        epoch_keys = tf.data.Dataset.random(seed=shuffle_seed, rerandomize_each_iteration=True)
-        data = epoch_keys.take(1).map(permuted).unbatch().map(rows)
-    data = data.apply(tf.data.experimental.assert_cardinality(batches))
-    return data.prefetch(tf.data.AUTOTUNE)
