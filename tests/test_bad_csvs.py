@@ -207,3 +207,48 @@ def test_cli_reports_a_bad_csv_in_one_line(tmp_path):
     assert result.output.count("\n") == 1 and "Traceback" not in result.output
     assert "column 'age' must be numeric. Received: 'abc' on line 4" in result.output
     assert not (tmp_path / "r").exists()
+
+
+def _table_text(cells: dict[tuple[int, str], str], rows: int = 20) -> str:
+    # A clean 20-row file with some cells replaced: (data row, column) -> text.
+    lines = ["age,years_worked,salary"]
+    for row in range(rows):
+        values = {"age": str(20 + row), "years_worked": str(row % 7), "salary": str(40000 + row)}
+        values.update({name: text for (at, name), text in cells.items() if at == row})
+        lines.append(",".join(values[name] for name in ("age", "years_worked", "salary")))
+    return "\n".join(lines) + "\n"
+
+
+# Two problems in one file: the one on the first line is named, whatever its column, its rule or
+# the chunk it falls in; empty cells are counted over the whole file.
+FIRST_LINE = {
+    "later_column_first": ({(8, "age"): "abc", (2, "years_worked"): "xyz"},
+                           "column 'years_worked' must be numeric. Received: 'xyz' on line 4"),
+    "magnitude_before_non_numeric": ({(1, "salary"): "1e20", (13, "age"): "abc"},
+                                     "column 'salary' must be at most 1e+15 in magnitude"),
+    "non_numeric_before_magnitude": ({(13, "salary"): "1e20", (1, "age"): "abc"},
+                                     "column 'age' must be numeric. Received: 'abc' on line 3"),
+    "overflow_after_infinity": ({(9, "age"): "1e300", (4, "years_worked"): "-inf"},
+                                "column 'years_worked' must be finite. Received: -inf on line 6"),
+    "empty_cells_of_a_later_column_first": (
+        {(10, "age"): "", (17, "age"): "", (3, "years_worked"): ""},
+        "column 'years_worked' must have no empty or NaN cells (set data.missing to drop or "
+        "mean to allow them). Received: 1 empty on line 5",
+    ),
+}  # fmt: skip
+
+
+@pytest.mark.parametrize("name", sorted(FIRST_LINE))
+def test_the_first_offending_line_is_named_on_every_path(name, tmp_path):
+    cells, expected = FIRST_LINE[name]
+    path = tmp_path / f"{name}.csv"
+    path.write_text(_table_text(cells))
+    options = {"validation": 0.15, "test": 0.15, "seed": 1}
+    with pytest.raises(DataError) as whole:
+        load_splits(path, FEATURES, TARGET, **options)
+    assert f"{path}: {expected}" in str(whole.value)
+    for chunk_rows in (3, 7, CHUNK_ROWS):
+        with pytest.raises(DataError) as streamed:
+            Table(path, FEATURES, TARGET, streamed=True, chunk_rows=chunk_rows, **options).scan()
+        assert str(streamed.value) == str(whole.value), chunk_rows
+    assert problems(path, FEATURES, TARGET, **options)[0] == str(whole.value)

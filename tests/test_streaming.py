@@ -26,7 +26,7 @@ from builder.data.tfdata import dataset
 from builder.errors import DataError
 from builder.predict import holdout_predictions
 from builder.runs import load_run
-from tests.conftest import FEATURES, TARGET, config_dict, make_linear_frame, write_yaml
+from tests.conftest import FEATURES, TARGET, config_dict, make_linear_frame, run_python, write_yaml
 from tests.test_bad_csvs import ACCEPTED as GOOD_CSVS
 from tests.test_bad_csvs import FEATURES as CORPUS_FEATURES
 from tests.test_bad_csvs import FOLDER as CORPUS
@@ -359,3 +359,24 @@ def test_unusual_but_valid_csvs_stream_every_row(name):
         CORPUS / name, CORPUS_FEATURES, CORPUS_TARGET, validation=0.15, test=0.15, seed=1
     )
     assert sum(stream.scan().rows.values()) == GOOD_CSVS[name]
+
+
+def test_the_data_path_hands_out_numpy_without_tensorflow(csv):
+    # JAX and PyTorch backends take numpy batches: only builder.data.tfdata imports TensorFlow.
+    code = f"""
+import sys
+from builder.data import Table
+for streamed in (False, True):
+    table = Table({str(csv)!r}, {FEATURES!r}, {TARGET!r}, validation=0.15, test=0.15, seed=42,
+                  streamed=streamed, chunk_rows=700 if streamed else None, shuffle_rows=700)
+    x, y = next(table.windows("train", shuffle_seed=1))
+    scores, _ = table.evaluate(lambda x: x[:, 0], "regression")
+    assert x.dtype.name == "float32" and y.shape == (len(x), 1) and scores["mse"] > 0
+    print(streamed, len(x), table.counts()["train"])
+assert "tensorflow" not in sys.modules and "keras" not in sys.modules, "imported"
+"""
+    result = run_python(code)
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.split()
+    # In memory, the whole training part is one window; streamed, windows of consecutive chunks.
+    assert lines[1] == lines[2] and lines[3] == "True" and int(lines[4]) < int(lines[5])
