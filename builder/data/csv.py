@@ -39,9 +39,9 @@ def file_sha256(path: str | Path) -> str:
     return digest.hexdigest()
 
 
-# Cells read as missing. builder.streaming reads with the same list.
+# Cells read as missing.
 NA_VALUES = ["", "NA", "N/A", "NaN", "nan", "NULL", "null"]
-# Rows parsed at a time by ``read_column_chunks`` (predict and evaluate) and by builder.streaming:
+# Rows parsed at a time by ``read_column_chunks`` (predict and evaluate) and by a streamed table:
 # large enough that pandas' per-call cost vanishes, small enough that a chunk of a few dozen
 # numeric columns stays within tens of MB.
 CHUNK_ROWS = 131_072
@@ -287,7 +287,7 @@ def absent_message(path: Path, name: str, header: Sequence[str]) -> str:
 
 
 def csv_options() -> dict:
-    """``pandas.read_csv`` options of every numeric read (builder.streaming's too)."""
+    """``pandas.read_csv`` options of every numeric read."""
     # No usecols: with it pandas silently accepts rows with too many fields.
     return {
         "encoding": "utf-8-sig",
