@@ -813,6 +813,7 @@ def plot(
                     folder / "network.png",
                     input_names=list(run.config.data.features),
                     output_names=[run.config.data.target],
+                    standardized_inputs=run.config.data.normalize == "zscore",
                 )
             )
         else:

@@ -14,42 +14,13 @@ from typing import Any
 import numpy as np
 
 from builder.errors import DataError
+from builder.predict import holdout_split
 from builder.runs import Run
 
 #: Shuffles per feature.
 REPEATS = 5
 #: Test rows scored at most (a seeded sample beyond it): each feature costs ``repeats`` passes.
 MAX_ROWS = 100_000
-
-
-def holdout_split(run: Run) -> tuple[np.ndarray, np.ndarray]:
-    """``(x, y)`` of the run's own test split, re-read from its recorded data file.
-
-    Raises:
-        DataError: a bare model file (no run), or the data file is gone or has changed since
-            training (SHA-256 differs).
-    """
-    from builder.training import open_data
-
-    config = run.config
-    path = config.data_path()
-    if path is None or run.path is None:
-        raise DataError(
-            "a model file outside a run directory has no test split; importance needs the run "
-            "directory builder train wrote."
-        )
-    if not path.exists():
-        raise DataError(f"the run's data file {path} no longer exists.")
-    streamed = bool(run.manifest.get("data", {}).get("streaming"))
-    splits = open_data(config, path, streamed=streamed)
-    recorded = run.manifest.get("data", {}).get("sha256")
-    if recorded and recorded != splits.sha256:
-        raise DataError(
-            f"{path} has changed since the run was trained (SHA-256 {splits.sha256[:12]}, "
-            f"recorded {recorded[:12]}); its test split is no longer the run's."
-        )
-    x, y = splits.part_arrays("test")
-    return x.astype(np.float32), y
 
 
 def loss_values(loss: str, y_true: np.ndarray, y_pred: np.ndarray) -> float:
@@ -91,7 +62,7 @@ def permutation_importance(
     """
     from builder.training import predict_array
 
-    x, y = split if split is not None else holdout_split(run)
+    x, y = split if split is not None else holdout_split(run, "importance")
     if len(y) == 0:
         raise DataError("the run's test split is empty (data.split.test is 0): nothing to score.")
     seed = run.config.training.seed if seed is None else seed

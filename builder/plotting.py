@@ -31,6 +31,7 @@ __all__ = [
     "ACTIVATION_FORMULAS",
     "activation_curves",
     "plot_activations",
+    "plot_compare",
     "plot_history",
     "plot_network",
     "plot_predictions",
@@ -509,19 +510,27 @@ def _check_layers(
     return kernels, biases
 
 
+#: Above this many weights, ``plot_network`` leaves out the smallest ones ...
+MANY_WEIGHTS = 600
+#: ... those under this fraction of the largest weight.
+HIDDEN_BELOW = 0.02
+
+
 def plot_network(
     layers: list[tuple[np.ndarray, np.ndarray | None]],
     path: str | os.PathLike[str],
     input_names: list[str],
     output_names: list[str],
     max_neurons: int = 32,
+    standardized_inputs: bool = False,
 ) -> Path:
     """Draws the network as columns of neurons joined by one line per weight (synapse).
 
-    Line width is proportional to ``|weight|`` (the largest weight of the plot gets the widest
-    line) and colour shows the sign: blue positive, red negative. Input neurons are labelled with
-    the feature names, output neurons with the output names; when no layer has more than 10
-    neurons, each neuron also shows its bias.
+    Line width and opacity grow with ``|weight|`` (the largest weight of the plot gets the widest
+    line) and colour shows the sign: blue positive, red negative. With more than
+    ``MANY_WEIGHTS`` lines, weights under ``HIDDEN_BELOW`` of the largest are not drawn, and the
+    legend says how many. Input neurons are labelled with the feature names, output neurons with
+    the output names; when no layer has more than 10 neurons, each neuron also shows its bias.
 
     Args:
         layers: ``(kernel, bias)`` of each Dense layer, in order; kernel shape (n_in, n_out), bias
@@ -530,6 +539,8 @@ def plot_network(
         input_names: One name per input (the rows of the first kernel).
         output_names: One name per output (the columns of the last kernel).
         max_neurons: Largest layer (inputs included) this function agrees to draw.
+        standardized_inputs: the first layer's weights act on standardized inputs (builder's
+            normalization), so the legend says they are per standard deviation of each feature.
 
     Returns:
         The written path.
@@ -602,6 +613,10 @@ def plot_network(
     order = np.argsort(relative, kind="stable")
     colors = np.array([to_rgba(_BLUE), to_rgba(_RED)])[(all_weights < 0).astype(int)]
     colors[:, 3] = 0.25 + 0.75 * relative
+    hidden = 0
+    if n_lines > MANY_WEIGHTS:  # hundreds of faint lines hide the few strong ones
+        order = order[relative[order] >= HIDDEN_BELOW]
+        hidden = n_lines - len(order)
     lines = LineCollection(
         all_segments[order],
         linewidths=0.3 + (max_width - 0.3) * relative[order],
@@ -653,6 +668,12 @@ def plot_network(
         Line2D([], [], color=_RED, linewidth=3, label="negative weight"),
     ]
     legend_title = f"line width ∝ |weight| (widest = {scale:.3g})"
+    if standardized_inputs:
+        legend_title += "\ninput weights are per standard deviation of each feature"
+    if hidden:
+        legend_title += (
+            f"\n{hidden} of {n_lines} weights under {HIDDEN_BELOW:.0%} of the widest not drawn"
+        )
     if show_bias and any(b is not None for b in biases):
         legend_title += "\nnumber in a neuron = its bias"
     fig.legend(handles=handles, loc="outside lower center", ncols=2, fontsize=8,

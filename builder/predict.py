@@ -122,20 +122,26 @@ def evaluate(
     return {"data": str(path), "rows": rows, "task": task, "metrics": score.result()}
 
 
-def holdout_predictions(run: Run) -> tuple[np.ndarray, np.ndarray]:
-    """``(y_true, y_pred)`` on the run's own test split, re-read from its recorded data file.
+def holdout_split(run: Run, use: str = "this") -> tuple[np.ndarray, np.ndarray]:
+    """``(x, y)`` of the run's own test split (float32 features, float64 target), re-read from
+    its recorded data file.
+
+    Args:
+        run: a loaded run.
+        use: what needs the split, for the message about a bare model file (``"plot"``).
 
     Raises:
-        DataError: the data file is gone or has changed since training (SHA-256 differs).
+        DataError: a bare model file (no run, so no split), or the data file is gone or has
+            changed since training (SHA-256 differs).
     """
-    from builder.training import open_data, predict_array
+    from builder.training import open_data
 
     config = run.config
     path = config.data_path()
-    if path is None:
+    if path is None or run.path is None:
         raise DataError(
-            "a model file outside a run directory has no test split to plot; "
-            "use plot --network, or evaluate --data CSV."
+            f"a model file outside a run directory has no test split; {use} needs the run "
+            "directory builder train wrote (or use evaluate --data CSV)."
         )
     if not path.exists():
         raise DataError(f"the run's data file {path} no longer exists.")
@@ -150,4 +156,16 @@ def holdout_predictions(run: Run) -> tuple[np.ndarray, np.ndarray]:
             f"recorded {recorded[:12]}); its test split is no longer the run's."
         )
     x, y = splits.part_arrays("test")
+    return np.asarray(x, np.float32), np.asarray(y, np.float64)
+
+
+def holdout_predictions(run: Run, use: str = "plot") -> tuple[np.ndarray, np.ndarray]:
+    """``(y_true, y_pred)`` on the run's own test split (``holdout_split``).
+
+    Raises:
+        DataError: as ``holdout_split``.
+    """
+    from builder.training import predict_array
+
+    x, y = holdout_split(run, use)
     return y, predict_array(run.model, x)

@@ -245,12 +245,14 @@ def _network_html(run: Run) -> str:
             path,
             input_names=list(run.config.data.features),
             output_names=[run.config.data.target],
+            standardized_inputs=run.config.data.normalize == "zscore",
         ),
         "the network and its weights",
     )
     notes = [
-        "Line width and opacity grow with |weight|: small weights are drawn thin and faded, "
-        "none is hidden; blue is positive, red negative."
+        "Line width and opacity grow with |weight|: small weights are drawn thin and faded "
+        "(in a large network the smallest are left out, as the legend says); blue is positive, "
+        "red negative."
     ]
     if run.config.data.normalize == "zscore":
         notes.append(

@@ -905,6 +905,25 @@ def read_history(path: Path) -> Any:
     return frame
 
 
+def _zip_declared_members(path: Path) -> int | None:
+    """The member count a zip's end-of-central-directory record declares (65,535 stands for
+    a ZIP64 archive, which a .keras file never needs), or None when there is no such record
+    (``zipfile`` then says what is wrong)."""
+    import struct
+
+    tail_bytes = 22 + 65_535  # the record, and the longest comment it may carry
+    try:
+        with open(path, "rb") as handle:
+            handle.seek(max(0, os.fstat(handle.fileno()).st_size - tail_bytes))
+            tail = handle.read(tail_bytes)
+    except OSError:
+        return None
+    at = tail.rfind(b"PK\x05\x06")
+    if at < 0 or len(tail) < at + 22:
+        return None
+    return struct.unpack_from("<H", tail, at + 10)[0]
+
+
 def check_keras_zip(path: Path) -> None:
     """Refuse a ``.keras`` file that is no zip archive, or whose members would unzip too large.
 
@@ -918,6 +937,12 @@ def check_keras_zip(path: Path) -> None:
     """
     import zipfile
 
+    declared = _zip_declared_members(path)
+    if declared is not None and declared > MAX_ZIP_MEMBERS:  # before zipfile parses them all
+        raise RunError(
+            f"model file {path} must have at most {MAX_ZIP_MEMBERS} zip members. "
+            f"Received: {declared:,} declared"
+        )
     try:
         with zipfile.ZipFile(path) as archive:
             members = archive.infolist()

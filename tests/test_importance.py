@@ -48,7 +48,8 @@ def test_an_unused_feature_scores_zero(trained_run):
     """Shuffling a column the model ignores (its weight set to 0) changes no prediction."""
     import keras
 
-    from builder.importance import holdout_split, permutation_importance
+    from builder.importance import permutation_importance
+    from builder.predict import holdout_split
     from builder.runs import Run
 
     model = keras.models.clone_model(trained_run.model)

@@ -322,3 +322,32 @@ def test_plot_history_log_axis_has_readable_labels(monkeypatch, tmp_path: Path) 
     seen = drawn_history(monkeypatch, frame, tmp_path / "h.png")
     assert len(seen["yticks"]) >= 4, seen["yticks"]
     assert {"5e+07", "1e+08", "2e+08"} <= set(seen["yticks"])
+
+
+def test_a_large_network_leaves_out_its_smallest_weights_and_says_so(tmp_path, monkeypatch):
+    """Above MANY_WEIGHTS lines, weights under HIDDEN_BELOW of the largest are not drawn, and
+    the legend counts them; the input weights' scale is stated."""
+    from matplotlib.collections import LineCollection
+
+    rng = np.random.default_rng(0)
+    first = rng.uniform(-1.0, 1.0, size=(30, 30))
+    first[0, :5] = 100.0  # five wide lines; every other weight is under 2% of them
+    layers = [(first, np.zeros(30)), (rng.uniform(-1.0, 1.0, size=(30, 1)), np.zeros(1))]
+    drawn = {}
+    real = LineCollection.__init__
+
+    def spy(self, segments, *args, **kwargs):
+        drawn["lines"] = len(segments)
+        real(self, segments, *args, **kwargs)
+
+    monkeypatch.setattr(LineCollection, "__init__", spy)
+    titles = []
+    monkeypatch.setattr(
+        "matplotlib.figure.Figure.legend",
+        lambda self, *a, **k: titles.append(k.get("title", "")),
+    )
+    inputs = [f"x{i}" for i in range(30)]
+    plotting.plot_network(layers, tmp_path / "n.png", inputs, ["y"], standardized_inputs=True)
+    assert drawn["lines"] == 5
+    assert "925 of 930 weights under 2% of the widest not drawn" in titles[0]
+    assert "per standard deviation of each feature" in titles[0]

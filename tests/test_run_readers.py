@@ -27,6 +27,8 @@ from builder.runs import (
     MAX_JSON_DEPTH,
     MAX_RUN_JSON_BYTES,
     MAX_RUN_TABLE_BYTES,
+    MAX_ZIP_MEMBERS,
+    check_keras_zip,
     list_runs,
     load_model_file,
     load_run,
@@ -801,3 +803,23 @@ def test_resume_after_the_optimizer_was_edited_is_refused(tmp_path, monkeypatch)
     assert "the run's config now says SGD" in message and "was config.yaml edited" in message
     assert json.loads((run_dir / "manifest.json").read_text())["status"] != "complete"
     assert not (run_dir / "model.keras").exists()
+
+
+def test_a_zip_with_too_many_members_is_refused_from_its_declared_count(tmp_path, monkeypatch):
+    """The member count is read from the end-of-central-directory record, before ``zipfile``
+    parses (and holds) an entry per member."""
+    import zipfile
+
+    path = tmp_path / "model.keras"
+    with zipfile.ZipFile(path, "w") as archive:
+        for i in range(MAX_ZIP_MEMBERS + 1):
+            archive.writestr(f"m{i}", b"")
+    parsed = []
+    monkeypatch.setattr(zipfile.ZipFile, "infolist", lambda self: parsed.append(1) or [])
+    with pytest.raises(RunError) as info:
+        check_keras_zip(path)
+    assert str(info.value) == (
+        f"model file {path} must have at most {MAX_ZIP_MEMBERS} zip members. "
+        f"Received: {MAX_ZIP_MEMBERS + 1:,} declared"
+    )
+    assert parsed == []

@@ -730,5 +730,3 @@ def empty_cells_message(
         f"(set data.missing to drop or mean to allow them). "
         f"Received: {count} empty on {lines}"
     )
-
-

@@ -403,9 +403,7 @@ def problems(
         _, frame = next(csv.read_frames(path, header))
     except DataError as err:
         return [str(err)]
-    numbers, broken = csv.column_problems(
-        frame, columns, path, max_magnitude=csv.MAX_MAGNITUDE
-    )
+    numbers, broken = csv.column_problems(frame, columns, path, max_magnitude=csv.MAX_MAGNITUDE)
     if broken:
         return [message for _, _, message in broken]
     empty = csv.EmptyCells(columns)
