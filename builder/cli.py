@@ -757,7 +757,7 @@ def predict(
 ) -> None:
     """Predict for each CSV row; keeps row order and columns, adds a prediction column."""
     with _errors(), _announce_backend():
-        from builder.runs import check_output
+        from builder.runs import check_not_an_input, check_output
 
         # Without --force nothing at --output is replaced, not even a file that appears while
         # the predictions are computed: this check fails fast, the writer's last step (a hard
@@ -765,6 +765,7 @@ def predict(
         overwrite = "file" if force else "never"
         if output is not None:
             check_output(output, overwrite=overwrite, what="--output")
+            check_not_an_input(output, run, data, what="--output")
         from builder.predict import predict_chunks
         from builder.runs import load_run, write_csv_frames
 

@@ -98,6 +98,28 @@ OVERWRITE = ("any", "never", "file")
 _NO_HARD_LINKS = {errno.EPERM, errno.EMLINK, errno.ENOSYS, errno.ENOTSUP, errno.EOPNOTSUPP}
 
 
+def check_not_an_input(path: str | Path, run: str | Path, data: str | Path, what: str) -> None:
+    """Refuse an output that is one of the command's inputs: the CSV it reads, or a file of the
+    run it loads (``--force`` would otherwise write predictions over ``model.keras``).
+
+    Raises:
+        RunError: ``path`` is the same file as ``data`` or as one of the run's files.
+    """
+    run = Path(run)
+    folder = run if run.is_dir() else run.parent
+    inputs = [Path(data), run, *(folder / name for name in FILES)]
+    for source in inputs:
+        try:
+            same = os.path.samefile(path, source)
+        except (OSError, ValueError):  # either is missing (or unnamable): not the same file
+            same = False
+        if same:
+            raise RunError(
+                f"{what} {path} must not be a file the command reads. Received: the same file "
+                f"as {source}"
+            )
+
+
 def check_output(path: str | Path, *, overwrite: str = "never", what: str = "file") -> None:
     """Refuse, before any work, an output path that a writer with ``overwrite`` would refuse.
 

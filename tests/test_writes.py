@@ -9,6 +9,7 @@ from __future__ import annotations
 import errno
 import json
 import os
+import shutil
 import signal
 import stat
 import subprocess
@@ -476,3 +477,19 @@ def test_sigterm_during_predict_output_leaves_nothing(trained_run, tmp_path):
     assert proc.returncode == 143, stderr
     assert "interrupted by SIGTERM" in stderr and "Traceback" not in stderr
     assert list(folder.iterdir()) == []
+
+
+@pytest.mark.parametrize("target", ["model.keras", "manifest.json", "data"])
+def test_force_never_writes_over_what_predict_reads(trained_run, tmp_path, target):
+    run_dir = tmp_path / "run"
+    shutil.copytree(trained_run.path, run_dir)
+    csv = _small_csv(tmp_path)
+    out = csv if target == "data" else run_dir / target
+    before = out.read_bytes()
+    result = invoke("predict", run_dir, "--data", csv, "--output", out, "--force")
+    source = csv if target == "data" else run_dir / target
+    assert _error_line(result) == (
+        f"error: --output {out} must not be a file the command reads. "
+        f"Received: the same file as {source}"
+    )
+    assert out.read_bytes() == before
