@@ -11,6 +11,7 @@ TensorFlow is imported inside the commands that need a model, so ``--help``, ``v
 from __future__ import annotations
 
 import contextlib
+import os
 import sys
 from pathlib import Path
 from typing import Annotated, Any
@@ -760,6 +761,9 @@ def predict(
         from builder.errors import RunError
         from builder.runs import check_not_an_input, check_output
 
+        if output_text is None and _state.get("stdout_closed"):
+            raise RunError("standard output is closed, so predictions have nowhere to go; pass "
+                           "--output FILE")  # fmt: skip
         # A str, not a Path: Path("new/") drops the slash that says a directory was meant.
         output = None if output_text is None else Path(output_text)
         if output_text is not None and output_text.endswith("/"):
@@ -811,8 +815,7 @@ def plot(
 
         run = load_run(Path(target))
         # A bare model file (no run directory around it) has its plots written beside it.
-        folder = output_dir or run.path or Path(target).parent
-        folder.mkdir(parents=True, exist_ok=True)
+        folder = output_dir or run.path or Path(target).parent  # plotting makes it if missing
         written = []
         if network:
             from builder.inspection import network_weights
@@ -1164,6 +1167,11 @@ def main(argv: list[str] | None = None) -> None:
         argv: the arguments after ``builder`` (default: ``sys.argv``'s).
     """
     args = list(sys.argv[1:] if argv is None else argv)
+    # A shell's `>&-` starts Python with no sys.stdout: what would be printed goes nowhere, and
+    # predict, whose output it is, refuses (see ``predict``).
+    _state["stdout_closed"] = sys.stdout is None
+    if sys.stdout is None:
+        sys.stdout = open(os.devnull, "w")  # noqa: SIM115  (lives as long as the process)
     message = nul_argument(args)
     if message is not None:
         err.print(f"error: {message}", markup=False, highlight=False)
