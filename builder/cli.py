@@ -11,6 +11,7 @@ TensorFlow is imported inside the commands that need a model, so ``--help``, ``v
 from __future__ import annotations
 
 import contextlib
+import os
 import sys
 from pathlib import Path
 from typing import Annotated, Any
@@ -750,14 +751,26 @@ def evaluate(
 def predict(
     run: RunArg,
     data: Annotated[Path, typer.Option(help="CSV with the feature columns.")],
-    output: Annotated[
-        Path | None, typer.Option("--output", "-o", help="Write here instead of stdout.")
+    output_text: Annotated[
+        str | None, typer.Option("--output", "-o", help="Write here instead of stdout.")
     ] = None,
     force: Annotated[bool, typer.Option("--force", help="Overwrite --output.")] = False,
 ) -> None:
     """Predict for each CSV row; keeps row order and columns, adds a prediction column."""
     with _errors(), _announce_backend():
+        from builder.errors import RunError
         from builder.runs import check_not_an_input, check_output
+
+        if output_text is None and _state.get("stdout_closed"):
+            raise RunError("standard output is closed, so predictions have nowhere to go; pass "
+                           "--output FILE")  # fmt: skip
+        # A str, not a Path: Path("new/") drops the slash that says a directory was meant.
+        output = None if output_text is None else Path(output_text)
+        if output_text is not None and output_text.endswith("/"):
+            raise RunError(
+                f"--output {output_text} must name a file. Received: a directory path "
+                "(it ends in a slash)"
+            )
 
         # Without --force nothing at --output is replaced, not even a file that appears while
         # the predictions are computed: this check fails fast, the writer's last step (a hard
@@ -802,8 +815,7 @@ def plot(
 
         run = load_run(Path(target))
         # A bare model file (no run directory around it) has its plots written beside it.
-        folder = output_dir or run.path or Path(target).parent
-        folder.mkdir(parents=True, exist_ok=True)
+        folder = output_dir or run.path or Path(target).parent  # plotting makes it if missing
         written = []
         if network:
             from builder.inspection import network_weights
@@ -1155,8 +1167,39 @@ def main(argv: list[str] | None = None) -> None:
         argv: the arguments after ``builder`` (default: ``sys.argv``'s).
     """
     args = list(sys.argv[1:] if argv is None else argv)
+    # A shell's `>&-` starts Python with no sys.stdout: what would be printed goes nowhere, and
+    # predict, whose output it is, refuses (see ``predict``).
+    _state["stdout_closed"] = sys.stdout is None
+    if sys.stdout is None:
+        sys.stdout = open(os.devnull, "w")  # noqa: SIM115  (lives as long as the process)
     message = nul_argument(args)
     if message is not None:
         err.print(f"error: {message}", markup=False, highlight=False)
         raise SystemExit(2)
-    app(args=args, prog_name="builder")
+    command = typer.main.get_command(app)
+    try:
+        code = command.main(args=args, prog_name="builder", standalone_mode=False)
+    except Exception as error:
+        if not is_usage_error(error):
+            raise
+        err.print(f"error: {usage_line(error)}", markup=False, highlight=False)
+        raise SystemExit(2) from None
+    if isinstance(code, int) and code:
+        raise SystemExit(code)
+
+
+def is_usage_error(error: BaseException) -> bool:
+    """Whether ``error`` is click's ``UsageError`` (a bad option, argument or value).
+
+    Matched by name through the class hierarchy: typer ships its own copy of click, whose
+    classes are not public API.
+    """
+    return any(cls.__name__ == "UsageError" for cls in type(error).__mro__)
+
+
+def usage_line(error: Any) -> str:
+    """A usage error as one line: the message, then where the command's help is."""
+    message = " ".join(str(error.format_message()).split())
+    context = getattr(error, "ctx", None)
+    where = context.command_path if context is not None else "builder"
+    return f"{message} (see '{where} --help')"

@@ -110,5 +110,26 @@ def summary_text(model: keras.Model) -> str:
     """The Keras summary as plain text (what ``model.summary()`` prints)."""
     parts: list[str] = []
     # line_length=None lets Keras size the columns; a fixed width cuts off "Param #".
-    model.summary(print_fn=lambda text, **_: parts.append(text), line_length=None)
+    import os
+    import shutil
+
+    # Keras lays the summary out with rich at the console's width (COLUMNS included), and fails
+    # ("Insufficient console width") or wraps every character where that is narrower than a
+    # table; rich reads COLUMNS, so for the call a too-narrow one is widened.
+    narrow = shutil.get_terminal_size((SUMMARY_WIDTH, 24)).columns < MIN_SUMMARY_WIDTH
+    saved = os.environ.get("COLUMNS")
+    if narrow:
+        os.environ["COLUMNS"] = str(SUMMARY_WIDTH)
+    try:
+        model.summary(print_fn=lambda text, **_: parts.append(text), line_length=None)
+    finally:
+        if narrow and saved is None:
+            os.environ.pop("COLUMNS", None)
+        elif narrow:
+            os.environ["COLUMNS"] = saved
     return "".join(parts).rstrip("\n")
+
+
+#: Consoles narrower than this get the summary at ``SUMMARY_WIDTH`` columns.
+MIN_SUMMARY_WIDTH = 60
+SUMMARY_WIDTH = 100

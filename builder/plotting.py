@@ -11,7 +11,6 @@ it with :func:`os.replace`, so a reader never sees a half-written image.
 
 from __future__ import annotations
 
-import errno
 import math
 import os
 from collections.abc import Sequence
@@ -90,22 +89,26 @@ def _save(fig: Figure, path: str | os.PathLike[str], **savefig_kwargs: Any) -> P
     Raises:
         RunError: The file or its directory cannot be written.
     """
+    from builder.runs import atomic_write
+
     path = Path(path)
-    tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")
     try:
-        if path.is_dir():
-            raise IsADirectoryError(errno.EISDIR, os.strerror(errno.EISDIR), str(path))
         path.parent.mkdir(parents=True, exist_ok=True)
-        # The temporary name does not end in .png, so the format must be given explicitly.
-        fig.savefig(tmp, format="png", dpi=_DPI, **savefig_kwargs)
-        os.replace(tmp, path)
     except OSError as exc:
         raise RunError(
-            f"cannot write the plot {str(path)!r}: {exc.strerror or exc}. "
-            f"Received: path={str(path)!r}"
-        ) from exc
+            f"cannot write the plot {str(path)!r}: its folder cannot be made "
+            f"({exc.strerror or exc}). Received: path={str(path)!r}"
+        ) from None
+    try:
+        # A plot replaces an earlier one, but only a regular file (never a link or a device);
+        # the temporary name may not end in .png, so the format is given explicitly.
+        atomic_write(
+            path,
+            lambda tmp: fig.savefig(tmp, format="png", dpi=_DPI, **savefig_kwargs),
+            overwrite="file",
+            what="plot",
+        )
     finally:
-        tmp.unlink(missing_ok=True)
         fig.clear()
     return path
 

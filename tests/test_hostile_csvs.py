@@ -32,7 +32,7 @@ from builder.runs import load_run
 from builder.training import with_overrides
 from tests.conftest import FEATURES as LINEAR_FEATURES
 from tests.conftest import TARGET as LINEAR_TARGET
-from tests.conftest import run_python, write_yaml
+from tests.conftest import make_linear_frame, run_python, write_yaml
 
 HEADER = "age,years_worked,salary\n"
 
@@ -365,3 +365,22 @@ def test_a_target_at_the_spread_bound_trains_to_finite_metrics(tmp_path):
     run = builder.train(write_yaml(tmp_path / "c.yaml", config), runs_dir=tmp_path / "runs")
     assert all(np.isfinite(v) for v in run.metrics["test"].values())
     assert run.metrics["test"]["r2"] > 0.9
+
+
+def test_an_unreadable_csv_is_one_line(tmp_path, monkeypatch):
+    """Permission denied (faked: tests may run as root, which reads anything)."""
+    import builtins
+
+    path = tmp_path / "d.csv"
+    make_linear_frame(rows=20).to_csv(path, index=False)
+    real_open = builtins.open
+
+    def denied(file, *args, **kwargs):
+        if str(file) == str(path):
+            raise PermissionError(13, "Permission denied", str(file))
+        return real_open(file, *args, **kwargs)
+
+    monkeypatch.setattr(builtins, "open", denied)
+    with pytest.raises(DataError) as info:
+        data_mod.load_splits(path, LINEAR_FEATURES, LINEAR_TARGET, validation=0.2, test=0.2, seed=0)
+    assert str(info.value) == f"data file {path} cannot be read: Permission denied"

@@ -107,9 +107,16 @@ def test_plot_overwrites_an_existing_file(tmp_path: Path) -> None:
 def test_unwritable_path_raises_run_error_and_leaves_nothing(tmp_path: Path) -> None:
     target = tmp_path / "a_directory.png"
     target.mkdir()
-    with pytest.raises(RunError, match="cannot write the plot"):
+    with pytest.raises(RunError, match="plot .* must name a file. Received: a directory"):
         plotting.plot_history(history_frame(), target)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["a_directory.png"]
+
+
+def test_a_file_where_the_plot_folder_goes_is_one_error(tmp_path: Path) -> None:
+    (tmp_path / "f").write_text("a file\n")
+    with pytest.raises(RunError, match="cannot write the plot .*: its folder cannot be made"):
+        plotting.plot_activations(tmp_path / "f" / "activations.png")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["f"]
 
 
 # --------------------------------------------------------------------------------------------

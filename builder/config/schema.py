@@ -318,6 +318,12 @@ class SplitConfig(_Strict):
 
     @model_validator(mode="after")
     def _leaves_training_data(self) -> SplitConfig:
+        if self.test == 0:
+            raise rule_error(
+                "must be above 0: every run scores its test split next to the baselines",
+                loc="test",
+                received="test=0",
+            )
         if self.validation + self.test >= 1.0:
             raise rule_error(
                 "must leave rows for training (validation + test must be below 1)",

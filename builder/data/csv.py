@@ -210,7 +210,10 @@ def checked_header(path: Path) -> list[str]:
     """
     path = Path(path)
     files.check_regular(path, what="data file", error=DataError)  # a FIFO would never end
-    _sniff(path)
+    try:
+        _sniff(path)
+    except OSError as err:  # permission denied, an I/O error: the first read says so
+        raise DataError(f"data file {path} cannot be read: {err.strerror or err}") from None
     raw, first, line = _header(path)
     names = [name.strip() for name in raw]
     if not any(names):
