@@ -1184,8 +1184,7 @@ def main(argv: list[str] | None = None) -> None:
             raise
         err.print(f"error: {usage_line(error)}", markup=False, highlight=False)
         raise SystemExit(2) from None
-    if isinstance(code, int) and code:
-        raise SystemExit(code)
+    raise SystemExit(code if isinstance(code, int) else 0)  # as typer's own standalone mode
 
 
 def is_usage_error(error: BaseException) -> bool:

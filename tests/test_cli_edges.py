@@ -38,7 +38,9 @@ def test_a_usage_error_is_one_line_and_exit_2(capsys, args, message):
 
 
 def test_help_still_exits_0(capsys):
-    cli.main(["--help"])  # returns: exit status 0
+    with pytest.raises(SystemExit) as info:
+        cli.main(["--help"])
+    assert info.value.code == 0
     assert "train" in capsys.readouterr().out
 
 
