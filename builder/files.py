@@ -47,6 +47,18 @@ def short(text: str, limit: int = 80) -> str:
     return shown if len(shown) <= limit else shown[: limit - 3] + "..."
 
 
+def not_found(
+    path: Path, err: OSError | ValueError, *, what: str, error: type[BuilderError]
+) -> BuilderError:
+    """The error for a path that ``os.stat`` or ``os.open`` refused: missing, holding a NUL byte
+    (``ValueError``), or unreadable (permission denied, an I/O error)."""
+    if isinstance(err, FileNotFoundError):
+        return error(f"{what} {path} does not exist.")
+    if isinstance(err, ValueError):
+        return error(f"{what} path must not contain a NUL byte. Received: {short(str(path))}")
+    return error(f"{what} {short(str(path))} cannot be read: {err.strerror or err}")
+
+
 def check_regular(path: str | Path, *, what: str, error: type[BuilderError]) -> os.stat_result:
     """``os.stat`` of an existing regular file (symlinks followed), for readers that open it
     themselves (Keras, numpy).
@@ -57,14 +69,8 @@ def check_regular(path: str | Path, *, what: str, error: type[BuilderError]) -> 
     path = Path(path)
     try:
         info = os.stat(path)
-    except FileNotFoundError:
-        raise error(f"{what} {path} does not exist.") from None
-    except ValueError:  # an embedded NUL byte
-        raise error(
-            f"{what} path must not contain a NUL byte. Received: {short(str(path))}"
-        ) from None
-    except OSError as err:
-        raise error(f"{what} {short(str(path))} cannot be read: {err.strerror or err}") from None
+    except (OSError, ValueError) as err:
+        raise not_found(path, err, what=what, error=error) from None
     kind = file_kind(info.st_mode)
     if kind is not None:
         raise error(f"{what} {path} must be a file (regular files only). Received: {kind}")
@@ -89,18 +95,12 @@ def read_bytes(path: str | Path, *, limit: int, what: str, error: type[BuilderEr
     path = Path(path)
     try:
         fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_NOCTTY", 0))
-    except FileNotFoundError:
-        raise error(f"{what} {path} does not exist.") from None
-    except ValueError:  # an embedded NUL byte
-        raise error(
-            f"{what} path must not contain a NUL byte. Received: {short(str(path))}"
-        ) from None
-    except OSError as err:
-        if os.path.isdir(path):  # Windows cannot open a directory
+    except (OSError, ValueError) as err:
+        if not isinstance(err, ValueError) and os.path.isdir(path):  # Windows cannot open one
             raise error(
                 f"{what} {path} must be a file (regular files only). Received: a directory"
             ) from None
-        raise error(f"{what} {short(str(path))} cannot be read: {err.strerror or err}") from None
+        raise not_found(path, err, what=what, error=error) from None
     try:
         info = os.fstat(fd)
         kind = file_kind(info.st_mode)
