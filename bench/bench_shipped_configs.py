@@ -38,7 +38,7 @@ def measure(path: Path) -> dict:
     if m["task"] == "regression":
         out["mse_ratio"] = m["test"]["mse"] / lsq["mse"]
         if not run.config.model.layers:
-            learned, _ = raw_equation(run.model, list(run.config.data.features))
+            learned, _ = raw_equation(run.model, list(run.config.data.feature_names))
             gaps = [abs(learned[k] / v - 1) for k, v in lsq["coefficients"].items()]
             out["max_coefficient_gap"] = max(gaps)
     else:

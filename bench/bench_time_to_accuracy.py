@@ -78,7 +78,7 @@ def child_builder(csv: Path, assignments: list[str]) -> dict:
 
     lsq = run.metrics["baselines"]["least_squares"]
     ratio = run.metrics["test"]["mse"] / lsq["mse"]
-    coefficients, _ = raw_equation(run.model, list(config.data.features))
+    coefficients, _ = raw_equation(run.model, list(config.data.feature_names))
     # The largest relative gap between a learned raw-unit coefficient and least squares'.
     gap = max(abs(coefficients[name] / value - 1) for name, value in lsq["coefficients"].items())
     return {

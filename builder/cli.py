@@ -313,9 +313,10 @@ def build(config: ConfigArg) -> None:
         from builder.search import require_values
 
         require_values(cfg, "builder build")
-        from builder.model import build_model, summary_text
+        from builder.model import summary_text
+        from builder.training import build_for_data
 
-        _print(summary_text(build_model(cfg)))
+        _print(summary_text(build_for_data(cfg)))
 
 
 @app.command()
@@ -377,6 +378,8 @@ def train(
         stopped = _stopping_text(early_stopping(run))
         if stopped:
             _print(stopped)
+        for line in _column_lines(run.manifest):
+            _print(line)
         out.print(_metrics_table(run.metrics, title=f"test metrics ({cfg.name})"))
         for warning in run.metrics.get("warnings", []):
             err.print(f"warning: {warning}", markup=False, highlight=False)
@@ -384,6 +387,27 @@ def train(
             _print("run directory: none on this worker (the chief writes it)")
         else:
             _print(f"run directory: {run.path}")
+
+
+def _column_lines(manifest: dict[str, Any]) -> list[str]:
+    # One line per categorical feature: what it holds, and why it was read as text.
+    lines = []
+    for name, column in (manifest.get("columns") or {}).items():
+        if not isinstance(column, dict) or column.get("type") != "categorical":
+            continue
+        line = f"{name}: categorical, {column.get('categories')} values"
+        seen = column.get("seen")
+        if isinstance(seen, int) and seen > (column.get("categories") or 0):
+            line += f" kept of {seen} (the rest read as unseen)"
+        cause = column.get("inferred_from")
+        if isinstance(cause, dict):
+            line += f" ({cause.get('value')!r} on line {cause.get('line')} is not a number)"
+        lines.append(line)
+    classes = manifest.get("classes")
+    if isinstance(classes, list):
+        shown = ", ".join(map(str, classes[:10])) + (" ..." if len(classes) > 10 else "")
+        lines.append(f"{manifest.get('target')}: {len(classes)} classes ({shown})")
+    return lines
 
 
 class _EpochProgress:
@@ -581,7 +605,13 @@ def _metrics_table(metrics: dict[str, Any], title: str) -> Table:
     for name in names:
         table.add_column(name, justify="right")
     table.add_row("network", *[_fmt(test[n]) for n in names])
-    for label, key in (("mean predictor", "mean_predictor"), ("least squares", "least_squares")):
+    baselines = (
+        ("mean predictor", "mean_predictor"),
+        ("least squares", "least_squares"),
+        ("majority class", "majority_class"),
+        ("logistic regression", "logistic"),
+    )
+    for label, key in baselines:
         if key in base:
             table.add_row(label, *[_fmt(base[key].get(n, float("nan"))) for n in names])
     return table
@@ -779,18 +809,22 @@ def predict(
         if output is not None:
             check_output(output, overwrite=overwrite, what="--output")
             check_not_an_input(output, run, data, what="--output")
-        from builder.predict import predict_chunks
+        from builder.predict import Unseen, predict_chunks
         from builder.runs import load_run, write_csv_frames
 
         # Chunk by chunk, so a CSV larger than memory works: --output appears whole or not at
         # all; stdout gets each chunk as it is ready (a bad row later on stops it there).
-        chunks = predict_chunks(load_run(run), data)
+        unseen = Unseen()
+        chunks = predict_chunks(load_run(run), data, unseen=unseen)
         if output is None:
             for i, frame in enumerate(chunks):
                 sys.stdout.write(frame.to_csv(index=False, header=i == 0))
         else:
             rows = write_csv_frames(output, chunks, overwrite=overwrite, what="--output")
             err.print(f"wrote {rows} predictions to {output}", markup=False, highlight=False)
+        note = unseen.message(data)
+        if note:
+            err.print(f"note: {note}", markup=False, highlight=False)
 
 
 @app.command()
@@ -824,7 +858,7 @@ def plot(
                 plotting.plot_network(
                     network_weights(run),
                     folder / "network.png",
-                    input_names=list(run.config.data.features),
+                    input_names=list(run.config.data.feature_names),
                     output_names=[run.config.data.target],
                     standardized_inputs=run.config.data.normalize == "zscore",
                 )

@@ -13,6 +13,7 @@ import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 # Quiet TensorFlow's C++ logging and the oneDNN banner before anything imports it.
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
@@ -57,7 +58,7 @@ def validate(paths: Sequence[Path], data: Path | None = None) -> int:
             continue
         found: list[str] = []
         if csv:
-            from builder.data import problems
+            from builder.data import examine
 
             try:
                 values = data is not None or Path(csv).stat().st_size <= VALUES_BYTES
@@ -65,7 +66,7 @@ def validate(paths: Sequence[Path], data: Path | None = None) -> int:
                     size = f"over {VALUES_BYTES >> 20} MiB"
                     note = f"; values not read: {csv} is {size}, --data reads them"
                 split = config.data.split
-                found = problems(
+                found, table = examine(
                     csv,
                     config.data.features,
                     config.data.target,
@@ -75,7 +76,12 @@ def validate(paths: Sequence[Path], data: Path | None = None) -> int:
                     seed=split.seed,
                     missing=config.data.missing,
                     classification=config.task == "classification",
+                    unknown=config.data.unknown,
                 )
+                if values and not found:
+                    labels = table.labels
+                    config.with_data(table.kinds, labels.classes if labels else None)
+                    note += inferred_note(table)
             except (BuilderError, OSError) as error:
                 found = [str(error)]
         found = [f"{path}: {problem}" for problem in found]
@@ -85,6 +91,20 @@ def validate(paths: Sequence[Path], data: Path | None = None) -> int:
             continue
         sys.stdout.write(f"valid: {path} ({config.name}, {config.task}{note})\n")
     return 2 if failed else 0
+
+
+def inferred_note(table: Any) -> str:
+    """What training will infer from the data, for ``validate``'s line: the categorical
+    columns with their value counts, and a classification's classes."""
+    parts = [
+        f"{name} categorical ({len(vocabulary)} values)"
+        for name, vocabulary in table.vocabularies.items()
+    ]
+    labels = table.labels
+    if labels is not None:
+        shown = ", ".join(labels.classes[:6]) + (" ..." if len(labels.classes) > 6 else "")
+        parts.append(f"{len(labels.classes)} classes: {shown}")
+    return "; " + "; ".join(parts) if parts else ""
 
 
 def schema() -> int:

@@ -295,7 +295,7 @@ def row_inputs(run: Run, path: str | Path, row: int = 0) -> dict[str, Any]:
     if isinstance(row, bool) or not isinstance(row, int) or row < 0:
         raise DataError(f"--row must be a row number, 0 or more. Received: row={row!r}")
     config = run.config
-    features = list(config.data.features)
+    features = list(config.data.feature_names)
     target = config.data.target
     header = data_mod.checked_header(path)
     columns = [*features, *([target] if target in header and target not in features else [])]
@@ -373,7 +373,7 @@ def explain_values(
         value}, target units) and ``intercept``, which add up to the prediction.
     """
     config = run.config
-    features = list(config.data.features)
+    features = list(config.data.feature_names)
     x = np.asarray(values, np.float64).reshape(1, -1)
     if x.shape[1] != len(features):
         raise DataError(
@@ -486,7 +486,7 @@ def linear_contributions(run: Run, raw: Sequence[float]) -> dict[str, Any] | Non
 
     if (run.config.task or "regression") != "regression" or not is_linear(run.model):
         return None
-    features = list(run.config.data.features)
+    features = list(run.config.data.feature_names)
     coefficients, intercept = raw_equation(run.model, features)
     values = dict(zip(features, np.asarray(raw, np.float64).tolist(), strict=True))
     return {

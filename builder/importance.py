@@ -75,7 +75,7 @@ def permutation_importance(
     base = loss_values(loss, y, predict_array(run.model, x))
     features = []
     n = len(y)
-    for j, name in enumerate(run.config.data.features):
+    for j, name in enumerate(run.config.data.feature_names):
         # All repeats of a feature in one call: the model's per-call cost dominates small splits.
         shuffled = np.tile(x, (repeats, 1))
         for r in range(repeats):

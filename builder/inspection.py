@@ -117,7 +117,7 @@ def inspect_run(run: Run) -> dict[str, Any]:
     """
     from builder.model import summary_text
 
-    features = list(run.config.data.features)
+    features = list(run.config.data.feature_names)
     layers = []
     previous = features
     for layer, kernel, bias in _dense_weights(run.model):

@@ -2,12 +2,14 @@
 
 The model takes raw feature values and returns the target in its own units:
 
-    features -> normalization -> hidden layers -> output -> target_scaling
+    features -> normalization -> [categories] -> hidden layers -> output -> target_scaling
 
 ``normalization`` is a ``keras.layers.Normalization`` (adapted on the training split by
 ``builder.train``); ``target_scaling`` is a ``Rescaling(scale=std, offset=mean)`` for regression
 targets: the network trains on a standardized target, since a raw one in the tens of thousands
 (a salary) is out of reach of learning rates and initializations sized for values near 1.
+``categories`` (``builder.layers.CategoryColumns``) is there when some features are categorical:
+their cells hold integer codes (``builder.data.columns``), which it one-hot encodes or embeds.
 """
 
 from __future__ import annotations
@@ -23,15 +25,20 @@ from builder.config import (
     DropoutLayer,
     ThresholdLayer,
 )
-from builder.layers import Threshold
+from builder.layers import CategoryColumns, Threshold
 
 NORMALIZATION = "normalization"
+CATEGORIES = "categories"
 OUTPUT = "output"
 TARGET_SCALING = "target_scaling"
 
 
 def build_model(
-    config: Config, *, target_mean: float = 0.0, target_std: float = 1.0
+    config: Config,
+    *,
+    target_mean: float = 0.0,
+    target_std: float = 1.0,
+    encoding: list[dict] | None = None,
 ) -> keras.Sequential:
     """Build the (uncompiled) Keras model a config describes.
 
@@ -39,21 +46,28 @@ def build_model(
         config: a validated config.
         target_mean: training-split mean of the target, for regression with target scaling.
         target_std: training-split standard deviation of the target (1.0 for a constant target).
+        encoding: ``CategoryColumns``'s ``columns`` when some features are categorical: the
+            model then takes their codes and encodes them itself, after the normalization
+            (which leaves codes as they are: mean 0, variance 1).
 
     Returns:
         A built ``keras.Sequential`` named after the config. Its ``normalization`` layer, when
         present, is not adapted yet.
     """
     layers: list[keras.layers.Layer] = [
-        keras.Input(shape=(len(config.data.features),), name="features")
+        keras.Input(shape=(len(config.data.feature_names),), name="features")
     ]
     if config.data.normalize == "zscore":
         layers.append(keras.layers.Normalization(axis=-1, name=NORMALIZATION))
+    if encoding is not None:
+        layers.append(CategoryColumns(columns=encoding, name=CATEGORIES))
     counts: dict[str, int] = {}
     for spec in config.model.layers:
         kind = "hidden" if spec.type == "dense" else spec.type
         counts[kind] = counts.get(kind, 0) + 1
         layers.extend(_layer(spec, f"{kind}_{counts[kind]}"))
+    if config.model.output is None:
+        raise ValueError("the output layer is chosen from the data's classes first (with_data)")
     layers.extend(_dense(config.model.output, OUTPUT))
     if config.task == "regression" and config.training.target_scaling == "zscore":
         layers.append(

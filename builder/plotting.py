@@ -1,4 +1,4 @@
-"""PNG plots of a run: training curves, predictions, activation functions and the network itself.
+"""PNG plots of a run: training curves, predictions, class confusion, activations, the network.
 
 Every function here is pure: it takes numpy/pandas data, writes one PNG and returns its
 :class:`~pathlib.Path`. Nothing is printed and no global matplotlib state is touched: figures are
@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from builder.errors import BuilderError, RunError
+from builder.errors import BuilderError, DataError, RunError
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -29,8 +29,11 @@ if TYPE_CHECKING:
 __all__ = [
     "ACTIVATION_FORMULAS",
     "activation_curves",
+    "confusion_counts",
     "plot_activations",
+    "plot_class_probabilities",
     "plot_compare",
+    "plot_confusion",
     "plot_history",
     "plot_network",
     "plot_predictions",
@@ -74,20 +77,24 @@ def _new_figure(figsize: tuple[float, float], layout: str | None = "constrained"
     return fig
 
 
-def _save(fig: Figure, path: str | os.PathLike[str], **savefig_kwargs: Any) -> Path:
+def _save(
+    fig: Figure, path: str | os.PathLike[str], *, overwrite: str = "file", **savefig_kwargs: Any
+) -> Path:
     """Writes ``fig`` to ``path`` as a PNG, atomically, and releases the figure.
 
     Args:
         fig: The figure to render.
         path: Where the PNG goes; missing parent directories are created. The file is a PNG
             whatever its suffix.
+        overwrite: What may be replaced at ``path``: ``"file"`` (a regular file only, never a
+            link or a device) or ``"never"`` (nothing: an existing path is refused).
         **savefig_kwargs: Extra arguments of :meth:`Figure.savefig` (e.g. ``bbox_inches``).
 
     Returns:
         ``path`` as a Path.
 
     Raises:
-        RunError: The file or its directory cannot be written.
+        RunError: The file or its directory cannot be written, or ``overwrite`` refuses it.
     """
     from builder.runs import atomic_write
 
@@ -100,12 +107,12 @@ def _save(fig: Figure, path: str | os.PathLike[str], **savefig_kwargs: Any) -> P
             f"({exc.strerror or exc}). Received: path={str(path)!r}"
         ) from None
     try:
-        # A plot replaces an earlier one, but only a regular file (never a link or a device);
-        # the temporary name may not end in .png, so the format is given explicitly.
+        # By default a plot replaces an earlier one, but only a regular file (never a link or a
+        # device); the temporary name may not end in .png, so the format is given explicitly.
         atomic_write(
             path,
             lambda tmp: fig.savefig(tmp, format="png", dpi=_DPI, **savefig_kwargs),
-            overwrite="file",
+            overwrite=overwrite,
             what="plot",
         )
     finally:
@@ -742,3 +749,385 @@ def plot_compare(
     ax.grid(True, alpha=0.3)
     ax.legend(fontsize=8)
     return _save(fig, path)
+
+
+# --------------------------------------------------------------------------------------------
+# Classification
+# --------------------------------------------------------------------------------------------
+
+#: What a classification plot may replace at its path (see ``builder.runs.OVERWRITE``).
+_PLOT_OVERWRITE = ("file", "never")
+
+
+def _check_overwrite(overwrite: str) -> None:
+    """Raises ValueError for an ``overwrite`` a plot does not take."""
+    if overwrite not in _PLOT_OVERWRITE:
+        raise ValueError(f"overwrite must be one of {_PLOT_OVERWRITE}. Received: {overwrite!r}")
+
+
+def _check_classes(classes: Sequence[str], minimum: int = 2) -> list[str]:
+    """Returns the class labels as strings, checking there are at least ``minimum``."""
+    if isinstance(classes, str | bytes) or not isinstance(classes, Sequence):
+        raise ValueError(
+            f"classes must be a list of class labels. Received: {type(classes).__name__}"
+        )
+    if len(classes) < minimum:
+        raise ValueError(
+            f"classes must name at least {minimum} classes. Received: {len(classes)} labels"
+        )
+    return [str(label) for label in classes]
+
+
+def _class_codes(values: Any, name: str, k: int) -> np.ndarray:
+    """Returns ``values`` as a 1-D int64 array of class codes in ``0..k-1``.
+
+    A single column (n, 1) is accepted, and so are floats holding whole numbers (a model's
+    ``argmax`` stored in a float frame).
+
+    Raises:
+        ValueError: The array is not 1-D, not integral, or a code is out of range.
+    """
+    array = np.asarray(values)
+    if array.ndim == 2 and array.shape[1] == 1:
+        array = array[:, 0]
+    if array.ndim != 1:
+        raise ValueError(f"{name} must be 1-D class codes. Received: shape {array.shape}")
+    if array.dtype.kind not in "biuf":
+        raise ValueError(
+            f"{name} must hold integer class codes 0..{k - 1}, not labels; encode them first. "
+            f"Received: dtype {array.dtype}"
+        )
+    if array.dtype.kind == "f":
+        whole = np.isfinite(array) & (array == np.round(array))
+        if not whole.all():
+            bad = array[~whole][0]
+            raise ValueError(
+                f"{name} must hold integer class codes 0..{k - 1}. Received: {float(bad)!r}"
+            )
+    codes = array.astype(np.int64)
+    outside = (codes < 0) | (codes >= k)
+    if outside.any():
+        raise ValueError(
+            f"{name} must hold class codes 0..{k - 1}, one per label of classes. "
+            f"Received: {int(codes[outside][0])} ({int(outside.sum())} codes out of range)"
+        )
+    return codes
+
+
+def _require_rows(n: int) -> None:
+    """Raises DataError when there is no row to plot."""
+    if n == 0:
+        raise DataError("no test rows to plot. Received: 0 rows")
+
+
+def confusion_counts(y_true: Any, y_pred: Any, k: int) -> np.ndarray:
+    """Counts the rows of each (true class, predicted class) pair.
+
+    Args:
+        y_true: True class codes, ``0..k-1``, shape (n,) or (n, 1).
+        y_pred: Predicted class codes, same length.
+        k: The number of classes.
+
+    Returns:
+        An int64 array of shape (k, k): ``counts[i, j]`` rows of true class ``i`` were predicted
+        as class ``j``. Rows of the matrix sum to each class's row count, the diagonal to the
+        correct predictions. All zeros when there is no row.
+
+    Raises:
+        ValueError: ``k`` is not a positive integer, the arrays are not 1-D codes in range, or
+            they differ in length.
+    """
+    if isinstance(k, bool) or not isinstance(k, int | np.integer) or k < 1:
+        raise ValueError(f"k must be a positive integer. Received: {k!r}")
+    k = int(k)
+    actual = _class_codes(y_true, "y_true", k)
+    predicted = _class_codes(y_pred, "y_pred", k)
+    if actual.shape != predicted.shape:
+        raise ValueError(
+            "y_true and y_pred must be of the same length. "
+            f"Received: {actual.size} and {predicted.size} codes"
+        )
+    # One bincount over the flattened (true, predicted) pair: linear in n, no Python loop.
+    return np.bincount(actual * k + predicted, minlength=k * k).reshape(k, k)
+
+
+def _confusion_figure(
+    y_true: Any,
+    y_pred: Any,
+    classes: Sequence[str],
+    *,
+    title: str | None,
+    target: str | None,
+) -> Figure:
+    """Builds the figure of :func:`plot_confusion` (separate so tests can read what it draws)."""
+    labels = _check_classes(classes)
+    k = len(labels)
+    counts = confusion_counts(y_true, y_pred, k)
+    n = int(counts.sum())
+    _require_rows(n)
+    row_totals = counts.sum(axis=1)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        # A class with no true row has no share: NaN, drawn in the colour map's "bad" grey.
+        share = counts / row_totals[:, None]
+    correct = int(np.trace(counts))
+
+    import matplotlib
+
+    side = min(max(0.55 * k, 4.0), 13.0)  # the matrix, in inches; labels and colour bar beside
+    fig = _new_figure((side + 3.0, side + 2.4))
+    ax = fig.add_subplot()
+    cmap = matplotlib.colormaps["Blues"].with_extremes(bad="#eeeeee")
+    image = ax.imshow(
+        np.ma.masked_invalid(share), cmap=cmap, vmin=0.0, vmax=1.0, interpolation="nearest"
+    )
+    colorbar = fig.colorbar(image, ax=ax, shrink=0.8)
+    colorbar.set_label("share of the true class's rows")
+
+    # The cells' size in points decides what fits: count and share, the count alone, or nothing.
+    cell = side * 72.0 / k
+    digits = len(str(int(counts.max())))
+    both = k <= 20
+    font = min(cell * (0.26 if both else 0.36), 10.0, cell * 0.85 / (0.62 * max(digits, 3)))
+    annotate = font >= 4.5
+    if annotate:
+        for i in range(k):
+            for j in range(k):
+                value = share[i, j]
+                text = str(counts[i, j])
+                if both and np.isfinite(value):
+                    text += f"\n{value:.0%}"
+                dark = np.isfinite(value) and value >= 0.6
+                ax.text(j, i, text, ha="center", va="center", fontsize=font,
+                        color="white" if dark else "black")  # fmt: skip
+
+    ticks = np.arange(k)
+    step = max(1, math.ceil(7.0 / cell))  # below ~7 points a cell, labels would overlap
+    shown = ticks[::step]
+    tick_font = 9 if k <= 10 else 8 if k <= 20 else 6
+    names = [_short(labels[i], 24) for i in shown]
+    ax.set_xticks(shown, names, fontsize=tick_font)
+    ax.set_yticks(shown, names, fontsize=tick_font)
+    if k > 4 or max(len(label) for label in labels) > 6:
+        for tick in ax.get_xticklabels():
+            tick.set_rotation(45)
+            tick.set_ha("right")
+            tick.set_rotation_mode("anchor")
+    ax.set_xlabel("predicted")
+    ax.set_ylabel(f"true {_short(target, 40)}" if target else "true class")
+
+    heading = _text(title) if title else f"{_short(target or 'class', 40)}: confusion matrix"
+    details = f"accuracy = {correct / n:.4f} ({correct} of {n} rows correct)"
+    if not annotate:
+        details += f"\n{k} classes: too many to print counts; colour = share of the true class"
+    ax.set_title(f"{heading}\n{details}", fontsize=10)
+    return fig
+
+
+def plot_confusion(
+    y_true: Any,
+    y_pred: Any,
+    classes: Sequence[str],
+    path: str | os.PathLike[str],
+    *,
+    title: str | None = None,
+    target: str | None = None,
+    overwrite: str = "file",
+) -> Path:
+    """Draws the confusion matrix: true classes down, predicted classes across.
+
+    Each cell shows its row count and its share of the true class's rows (``41`` over ``82%``)
+    and is coloured by that share, so a class's recall is its diagonal cell whatever its size.
+    Above 20 classes cells show the count alone, and nothing when too small to read; tick
+    labels are thinned out when they would overlap. The title gives the accuracy.
+
+    Args:
+        y_true: True class codes ``0..K-1``, shape (n,) or (n, 1).
+        y_pred: Predicted class codes, same length.
+        classes: The K class labels, in code order.
+        path: Where the PNG goes.
+        title: First line of the title; None for ``"<target>: confusion matrix"``.
+        target: Name of the target column, used in the row axis label (``true <target>``).
+        overwrite: ``"file"`` replaces a regular file at ``path``; ``"never"`` refuses any.
+
+    Returns:
+        The written path.
+
+    Raises:
+        ValueError: Fewer than 2 classes, codes out of range or not integral, arrays not 1-D or
+            of different lengths, or an unknown ``overwrite``.
+        DataError: There is no row.
+        RunError: ``path`` exists under ``overwrite="never"``, or cannot be written.
+    """
+    _check_overwrite(overwrite)
+    fig = _confusion_figure(y_true, y_pred, classes, title=title, target=target)
+    return _save(fig, path, overwrite=overwrite)
+
+
+def _as_probabilities(probabilities: Any, k: int) -> np.ndarray:
+    """Returns ``probabilities`` as a float (n, k) array.
+
+    For two classes a single column (n,) or (n, 1) is read as p(class 1), a sigmoid output.
+
+    Raises:
+        ValueError: The shape does not fit ``k`` or a finite value is outside [0, 1].
+    """
+    array = np.asarray(probabilities, dtype=float)
+    if k == 2 and (array.ndim == 1 or (array.ndim == 2 and array.shape[1] == 1)):
+        positive = array.reshape(-1)
+        array = np.stack([1.0 - positive, positive], axis=1)
+    if array.ndim != 2 or array.shape[1] != k:
+        raise ValueError(
+            f"probabilities must have shape (n, {k}), one column per label of classes. "
+            f"Received: shape {array.shape}"
+        )
+    finite = array[np.isfinite(array)]
+    # Softmax in float32 can land a hair outside [0, 1]; logits land far outside.
+    if finite.size and (finite.min() < -1e-6 or finite.max() > 1 + 1e-6):
+        raise ValueError(
+            "probabilities must be in [0, 1] (softmax or sigmoid outputs, not logits). "
+            f"Received: values from {finite.min():.4g} to {finite.max():.4g}"
+        )
+    return np.clip(array, 0.0, 1.0)
+
+
+def _probabilities_figure(
+    y_true: Any,
+    probabilities: Any,
+    classes: Sequence[str],
+    *,
+    title: str | None,
+    target: str | None,
+) -> Figure:
+    """Builds the figure of :func:`plot_class_probabilities`."""
+    labels = _check_classes(classes)
+    k = len(labels)
+    actual = _class_codes(y_true, "y_true", k)
+    probs = _as_probabilities(probabilities, k)
+    if probs.shape[0] != actual.size:
+        raise ValueError(
+            "y_true and probabilities must have the same number of rows. "
+            f"Received: {actual.size} and {probs.shape[0]} rows"
+        )
+    _require_rows(actual.size)
+    finite = np.isfinite(probs).all(axis=1)
+    skipped = int(actual.size - finite.sum())
+    if not finite.any():
+        raise RunError(
+            "probabilities contain no finite row, so there is nothing to plot; the model has "
+            "probably diverged (try a lower learning rate). "
+            f"Received: {actual.size} rows, all with NaN or infinity"
+        )
+    actual, probs = actual[finite], probs[finite]
+    n = actual.size
+    name = _short(target or "class", 40)
+    true_axis = f"true {_short(target, 40)}" if target else "true class"
+
+    if k == 2:
+        fig = _new_figure((7.0, 4.8))
+        ax = fig.add_subplot()
+        positive = probs[:, 1]
+        bins = np.linspace(0.0, 1.0, 21)
+        for code, color in ((0, _RED), (1, _BLUE)):
+            rows = positive[actual == code]
+            if rows.size == 0:
+                continue
+            # Shares, not counts: a rare class would otherwise be a flat line under the other.
+            ax.hist(rows, bins=bins, weights=np.full(rows.size, 1.0 / rows.size), color=color,
+                    alpha=0.45, edgecolor=color, linewidth=1.2, histtype="stepfilled",
+                    label=f"true {_short(labels[code])} (n = {rows.size})")  # fmt: skip
+        ax.axvline(0.5, color="black", linestyle="--", linewidth=1.2, label="threshold 0.5")
+        ax.set_xlim(0.0, 1.0)
+        ax.set_xlabel(f"predicted p({_short(labels[1])})")
+        ax.set_ylabel("share of the true class's rows")
+        ax.legend(fontsize="small")
+        correct = int(np.sum((positive >= 0.5) == (actual == 1)))
+        heading = _text(title) if title else f"{name}: predicted probability by true class"
+        details = f"accuracy at 0.5 = {correct / n:.4f}    n = {n}"
+    else:
+        width = min(max(0.5 * k + 2.5, 6.5), 14.0)
+        fig = _new_figure((width, 5.2))
+        ax = fig.add_subplot()
+        own = probs[np.arange(n), actual]  # each row's probability of its true class
+        present = [code for code in range(k) if np.any(actual == code)]
+        groups = [own[actual == code] for code in present]
+        ax.boxplot(groups, positions=present, widths=0.6, showfliers=False,
+                   medianprops={"color": _ORANGE, "linewidth": 2})  # fmt: skip
+        # Up to 200 points a class, jittered, show where the rows lie inside each box.
+        rng = np.random.default_rng(0)
+        for code, values in zip(present, groups, strict=True):
+            sample = values if values.size <= 200 else rng.choice(values, 200, replace=False)
+            x = code + rng.uniform(-0.22, 0.22, size=sample.size)
+            ax.scatter(x, sample, s=6, alpha=0.35, color=_BLUE, edgecolors="none", zorder=1)
+        for code in sorted(set(range(k)) - set(present)):
+            ax.text(code, 0.5, "no rows", ha="center", va="center", rotation=90,
+                    fontsize=8, color="grey")  # fmt: skip
+        ax.axhline(1.0 / k, color="grey", linestyle=":", linewidth=1.2,
+                   label=f"chance (1/{k} = {1.0 / k:.3g})")  # fmt: skip
+        sizes = np.bincount(actual, minlength=k)
+        tick_font = 9 if k <= 10 else 7
+        ax.set_xticks(
+            np.arange(k),
+            [f"{_short(label, 20)} ({size})" for label, size in zip(labels, sizes, strict=True)],
+            fontsize=tick_font,
+        )
+        if k > 4:
+            for tick in ax.get_xticklabels():
+                tick.set_rotation(45)
+                tick.set_ha("right")
+                tick.set_rotation_mode("anchor")
+        ax.set_xlim(-0.6, k - 0.4)
+        ax.set_ylim(-0.03, 1.03)
+        ax.set_xlabel(f"{true_axis} (rows)")
+        ax.set_ylabel("predicted probability of the true class")
+        ax.legend(loc="lower right", fontsize="small")
+        heading = _text(title) if title else f"{name}: confidence in the true class"
+        details = f"median p(true class) = {float(np.median(own)):.3f}    n = {n}"
+    ax.grid(True, axis="y", alpha=0.3)
+    if skipped:
+        details += f"    ({skipped} non-finite left out)"
+    ax.set_title(f"{heading}\n{details}", fontsize=10)
+    return fig
+
+
+def plot_class_probabilities(
+    y_true: Any,
+    probabilities: Any,
+    classes: Sequence[str],
+    path: str | os.PathLike[str],
+    *,
+    title: str | None = None,
+    target: str | None = None,
+    overwrite: str = "file",
+) -> Path:
+    """Draws how confident the model is on the rows of each true class.
+
+    With two classes: overlaid histograms of p(class 1), one per true class, each as shares of
+    that class's rows (so a rare class stays visible), with the 0.5 threshold marked. With more:
+    one box per true class of the probability the model gave that class on its rows, with up to
+    200 of the rows as points, and the chance level 1/K marked.
+
+    Args:
+        y_true: True class codes ``0..K-1``, shape (n,) or (n, 1).
+        probabilities: The model's class probabilities, shape (n, K); for two classes a single
+            column of p(class 1) (a sigmoid output) is accepted too.
+        classes: The K class labels, in code order.
+        path: Where the PNG goes.
+        title: First line of the title; None for a default naming ``target``.
+        target: Name of the target column, used in the labels.
+        overwrite: ``"file"`` replaces a regular file at ``path``; ``"never"`` refuses any.
+
+    Returns:
+        The written path.
+
+    Raises:
+        ValueError: Fewer than 2 classes, a shape that does not fit, codes out of range,
+            probabilities outside [0, 1], or an unknown ``overwrite``.
+        DataError: There is no row.
+        RunError: No row has finite probabilities (a diverged model), ``path`` exists under
+            ``overwrite="never"``, or it cannot be written.
+
+    Rows with a NaN or infinite probability are left out; the title counts them.
+    """
+    _check_overwrite(overwrite)
+    fig = _probabilities_figure(y_true, probabilities, classes, title=title, target=target)
+    return _save(fig, path, overwrite=overwrite)

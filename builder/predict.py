@@ -10,6 +10,7 @@ import numpy as np
 import pandas as pd
 
 from builder import data as data_mod
+from builder.data.columns import Labels, Vocabulary, check_seen
 from builder.errors import DataError
 from builder.runs import Run
 
@@ -19,22 +20,113 @@ def prediction_column(run: Run) -> str:
     return f"predicted_{run.config.data.target}"
 
 
+def probability_column(run: Run, label: str) -> str:
+    """Name of a classifier's column for one class: ``probability_<label>``."""
+    return f"probability_{label}"
+
+
+def vocabularies_of(model: Any) -> dict[str, Vocabulary]:
+    """The categorical features' vocabularies, as the model's ``CategoryColumns`` layer holds
+    them (empty for a model without one)."""
+    from builder.layers import CategoryColumns
+
+    for layer in model.layers:
+        if isinstance(layer, CategoryColumns):
+            return {
+                column["name"]: Vocabulary(tuple(column["vocabulary"]), tuple(column["counts"]))
+                for column in layer.columns
+                if "vocabulary" in column
+            }
+    return {}
+
+
+def class_labels(run: Run) -> Labels:
+    """A classifier's labels: as the run recorded them, else (a run from before labels were
+    recorded, a bare model file) ``0`` and ``1`` for one output unit, ``0 .. k-1`` for k."""
+    classes = run.manifest.get("classes")
+    if isinstance(classes, list) and classes and all(isinstance(c, str) for c in classes):
+        numeric = bool(pd.to_numeric(pd.Series(classes), errors="coerce").notna().all())
+        return Labels(tuple(classes), numeric=numeric)
+    units = int(run.model.outputs[0].shape[-1])
+    return Labels(tuple(str(i) for i in range(max(units, 2))), numeric=True)
+
+
+class Unseen:
+    """Counts of categorical values a model's vocabularies do not hold, per column."""
+
+    def __init__(self) -> None:
+        self.counts: dict[str, int] = {}
+
+    def add(self, name: str, count: int) -> None:
+        """Count ``count`` more unseen values in column ``name``."""
+        if count:
+            self.counts[name] = self.counts.get(name, 0) + count
+
+    def message(self, path: Path) -> str | None:
+        """One line for stderr: how many rows had unseen values in which columns, or None."""
+        if not self.counts:
+            return None
+        listed = ", ".join(f"{n:,} in '{name}'" for name, n in self.counts.items())
+        return (
+            f"{path}: values not seen in training, encoded as the average training value "
+            f"(data.unknown: average): {listed}"
+        )
+
+
 def _chunks(
-    run: Run, path: Path, *, with_target: bool, chunk_rows: int
+    run: Run,
+    path: Path,
+    *,
+    with_target: bool,
+    chunk_rows: int,
+    unseen: Unseen,
 ) -> Iterator[tuple[pd.DataFrame, pd.DataFrame]]:
     """``(numeric, text)`` chunks of the CSV, checked, with empty cells handled as configured.
 
-    ``text`` (every column as written, for predict's output) is ``None`` with ``with_target``.
+    Categorical features hold their codes (``builder.data.columns``), a classifier's target its
+    class codes. ``text`` (every column as written, for predict's output) is ``None`` with
+    ``with_target``.
     """
     config = run.config
-    columns = [*config.data.features, *([config.data.target] if with_target else [])]
+    features = config.data.feature_names
+    target = config.data.target
+    vocabularies = vocabularies_of(run.model)
+    labels = class_labels(run) if with_target and config.task == "classification" else None
+    columns = [*features, *([target] if with_target else [])]
+    text_columns = [*vocabularies, *([target] if labels is not None else [])]
     # Predictions keep every row, so "drop" cannot apply; "mean" fills from the training means
-    # that the model's normalization layer holds.
+    # that the model's normalization layer holds (a categorical column: its most frequent value).
     policy = "mean" if config.data.missing == "mean" else "error"
     means = None
     for numeric, text in data_mod.read_column_chunks(
-        path, columns, missing=policy, chunk_rows=chunk_rows, text=not with_target
+        path,
+        columns,
+        missing=policy,
+        chunk_rows=chunk_rows,
+        text=not with_target,
+        text_columns=text_columns,
     ):
+        rows = numeric.index.to_numpy(np.int64)
+        for name, vocabulary in vocabularies.items():
+            cells = numeric[name].to_numpy(object)
+            codes = vocabulary.codes(cells)
+            if config.data.unknown == "error":
+                check_seen(path, name, vocabulary, cells, codes, rows)
+            unseen.add(name, int((codes == 0).sum()))
+            numeric[name] = codes
+        if labels is not None:
+            cells = numeric[target].to_numpy(object)
+            codes = labels.codes(cells)
+            held = ~pd.isna(cells)
+            bad = held & np.isnan(codes)
+            if bad.any():
+                first = int(np.flatnonzero(bad)[0])
+                raise DataError(
+                    f"{path}: target column '{target}' must hold the classes the model was "
+                    f"trained on ({', '.join(labels.classes[:10])}). "
+                    f"Received: {cells[first]!r} on line {int(rows[first]) + 2}"
+                )
+            numeric[target] = codes
         if policy == "mean" and numeric.isna().to_numpy().any():
             if means is None:
                 from builder.inspection import normalization_stats
@@ -43,44 +135,76 @@ def _chunks(
                 if norm is None:
                     raise DataError(f"{path}: empty cells need a model with input normalization.")
                 means = norm[0]
-            for i, name in enumerate(config.data.features):
+                for name in vocabularies:
+                    means[features.index(name)] = 1.0  # the most frequent training value
+            for i, name in enumerate(features):
                 numeric[name] = numeric[name].fillna(means[i])
             if with_target:
-                numeric = numeric[numeric[config.data.target].notna()]
+                numeric = numeric[numeric[target].notna()]
         yield numeric, text
 
 
 def predict_chunks(
-    run: Run, path: str | Path, *, chunk_rows: int = data_mod.CHUNK_ROWS
+    run: Run,
+    path: str | Path,
+    *,
+    chunk_rows: int = data_mod.CHUNK_ROWS,
+    unseen: Unseen | None = None,
 ) -> Iterator[pd.DataFrame]:
-    """``predict`` chunk by chunk, for CSVs of any size: each chunk's rows with the column added.
+    """``predict`` chunk by chunk, for CSVs of any size: each chunk's rows with the columns added.
+
+    Args:
+        run: a loaded run.
+        path: the CSV.
+        chunk_rows: rows read at a time.
+        unseen: counts the categorical values the model's vocabularies do not hold.
 
     Raises:
         DataError: as ``predict``; a bad value in a later chunk is raised when it is reached.
     """
-    from builder.training import predict_array
+    from builder.training import model_outputs
 
     path = Path(path)
     column = prediction_column(run)
-    features = list(run.config.data.features)
-    for numeric, text in _chunks(run, path, with_target=False, chunk_rows=chunk_rows):
-        if column in text.columns:  # every chunk has the header's columns; the first one stops
-            raise DataError(f"{path} already has a column '{column}'; predict would overwrite it.")
-        # The model computes in float32: the column keeps that dtype, so a CSV gets each value's
-        # shortest float32 repr (166229.67), not its float64 widening (166229.671875).
-        prediction = predict_array(run.model, numeric[features].to_numpy(np.float32))
-        text[column] = prediction.astype(np.float32)
+    features = list(run.config.data.feature_names)
+    classification = run.config.task == "classification"
+    labels = class_labels(run) if classification else None
+    added = [column]
+    if labels is not None:
+        added += [probability_column(run, label) for label in labels.classes]
+    unseen = unseen if unseen is not None else Unseen()
+    for numeric, text in _chunks(
+        run, path, with_target=False, chunk_rows=chunk_rows, unseen=unseen
+    ):
+        clash = next((name for name in added if name in text.columns), None)
+        if clash:  # every chunk has the header's columns; the first one stops
+            raise DataError(f"{path} already has a column '{clash}'; predict would overwrite it.")
+        outputs = model_outputs(run.model, numeric[features].to_numpy(np.float32))
+        if labels is None:
+            # The model computes in float32: the column keeps that dtype, so a CSV gets each
+            # value's shortest float32 repr (166229.67), not its float64 widening.
+            text[column] = outputs[:, 0].astype(np.float32)
+            yield text
+            continue
+        from builder.training import class_probabilities
+
+        probabilities = class_probabilities(outputs)
+        text[column] = np.asarray(labels.classes, dtype=object)[np.argmax(probabilities, axis=1)]
+        for j, label in enumerate(labels.classes):
+            text[probability_column(run, label)] = probabilities[:, j].astype(np.float32)
         yield text
 
 
-def predict(run: Run, path: str | Path) -> pd.DataFrame:
-    """The CSV's rows, every column and the original order kept, plus a prediction column.
+def predict(run: Run, path: str | Path, *, unseen: Unseen | None = None) -> pd.DataFrame:
+    """The CSV's rows, every column and the original order kept, plus the prediction columns:
+    ``predicted_<target>`` (a classifier's most probable class, by its label) and for a
+    classifier ``probability_<label>`` for each class.
 
     Only the feature columns are needed; the target may be absent. Columns are found by name, so
     their order in the file does not matter. The whole result is one frame; ``predict_chunks``
     gives it in pieces (``builder predict`` writes those as they come).
     """
-    return pd.concat(list(predict_chunks(run, path)), ignore_index=True)
+    return pd.concat(list(predict_chunks(run, path, unseen=unseen)), ignore_index=True)
 
 
 def evaluate(
@@ -91,7 +215,13 @@ def evaluate(
     The CSV is read in chunks and the metrics are accumulated as training's streamed test scoring
     does (``builder.data.scoring.scorer``): exact, except a classification's AUC, which above
     1,000,000 rows comes from a fixed hash sample of them. The target follows training's rules
-    (``builder.data.csv``): numeric and finite as float32, and 0 or 1 for a classifier.
+    (``builder.data.csv``): numeric and finite as float32 for regression, one of the model's
+    classes for a classifier.
+
+    Returns:
+        ``data``, ``rows``, ``task``, ``metrics``, ``unseen`` ({column: count} of categorical
+        values not seen in training) and for a classifier ``classes`` (its confusion matrix and
+        per-class scores).
 
     Raises:
         DataError: the file or a column is missing, a value breaks a rule (named with its
@@ -99,27 +229,42 @@ def evaluate(
     """
     from builder.data.scoring import scorer
     from builder.data.split import row_uniform
-    from builder.training import predict_array
+    from builder.training import model_outputs
 
     path = Path(path)
     config = run.config
-    features = list(config.data.features)
+    features = list(config.data.feature_names)
     task = config.task or "regression"
-    score = scorer(task)
+    classification = task == "classification"
+    labels = class_labels(run) if classification else None
+    score = scorer(task, labels.classes) if labels is not None else scorer(task)
+    unseen = Unseen()
     rows = 0
-    for numeric, _ in _chunks(run, path, with_target=True, chunk_rows=chunk_rows):
+    for numeric, _ in _chunks(run, path, with_target=True, chunk_rows=chunk_rows, unseen=unseen):
         if len(numeric):
             row_numbers = numeric.index.to_numpy(np.int64)
             y = numeric[config.data.target].to_numpy(np.float64)
-            if task == "classification":
-                data_mod.check_labels(path, config.data.target, y, row_numbers)
             keys = row_uniform(row_numbers, config.data.split.seed, salt=1)
-            prediction = predict_array(run.model, numeric[features].to_numpy(np.float32))
-            score.update(y, prediction, keys)
+            outputs = model_outputs(run.model, numeric[features].to_numpy(np.float32))
+            if classification:
+                from builder.training import class_probabilities
+
+                score.update(y, class_probabilities(outputs), keys)
+            else:
+                score.update(y, outputs[:, 0], keys)
             rows += len(numeric)
     if not rows:
         raise DataError(f"{path} has no row with a target value to score.")
-    return {"data": str(path), "rows": rows, "task": task, "metrics": score.result()}
+    found = {
+        "data": str(path),
+        "rows": rows,
+        "task": task,
+        "metrics": score.result(),
+        "unseen": dict(unseen.counts),
+    }
+    if classification:
+        found["classes"] = score.details()
+    return found
 
 
 def holdout_split(run: Run, use: str = "this") -> tuple[np.ndarray, np.ndarray]:

@@ -243,7 +243,7 @@ def _network_html(run: Run) -> str:
         lambda path: plotting.plot_network(
             network_weights(run),
             path,
-            input_names=list(run.config.data.features),
+            input_names=list(run.config.data.feature_names),
             output_names=[run.config.data.target],
             standardized_inputs=run.config.data.normalize == "zscore",
         ),

@@ -335,6 +335,7 @@ def _strict(value: Any) -> Any:
 def resolved_config(config: Config) -> dict[str, Any]:
     """The config with defaults filled in and the data path made absolute."""
     data = config.model_dump(mode="json")
+    data["data"]["features"] = [feature.shown() for feature in config.data.features]
     path = config.data_path()
     if path is not None:
         data["data"]["path"] = str(path.resolve())
@@ -374,7 +375,9 @@ def read_json(path: Path, *, limit: int | None = None) -> dict[str, Any]:
     return data
 
 
-def load_model_file(path: str | Path, *, width: int | None = None) -> Any:
+def load_model_file(
+    path: str | Path, *, width: int | None = None, units: int | None = None
+) -> Any:
     """Load a ``.keras`` file safely, and only one that builder can use.
 
     Before Keras opens it: a regular file, a zip archive whose members declare at most
@@ -387,6 +390,7 @@ def load_model_file(path: str | Path, *, width: int | None = None) -> Any:
     Args:
         path: the ``.keras`` file.
         width: the number of features the model must take (a run's config), if known.
+        units: the number of outputs it must give (a run's config), if known.
 
     Raises:
         RunError: the file is missing, not a regular ``.keras`` file, a zip over a limit, not
@@ -407,7 +411,7 @@ def load_model_file(path: str | Path, *, width: int | None = None) -> Any:
     except Exception as err:  # Keras raises many kinds for a bad file; all mean the same here
         first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
         raise RunError(f"{path} could not be loaded as a Keras model: {first[:300]}") from None
-    check_builder_model(model, path, width=width)
+    check_builder_model(model, path, width=width, units=units)
     return model
 
 
@@ -468,7 +472,12 @@ def load_run(path: str | Path) -> Run:
     metrics = read_json(metrics_path) if os.path.lexists(metrics_path) else {}
     manifest_path = run_dir / "manifest.json"
     manifest = read_json(manifest_path) if os.path.lexists(manifest_path) else {}
-    model = load_model_file(model_path, width=len(config.data.features))
+    output = config.model.output
+    model = load_model_file(
+        model_path,
+        width=len(config.data.feature_names),
+        units=output.units if output is not None else None,
+    )
     return Run(run_dir, config, model, history, metrics, manifest)
 
 
@@ -476,15 +485,27 @@ def _standalone_config(model: Any, path: Path) -> Config:
     """A config describing a model file found outside a run: inputs named x1..xn, target y."""
     import re
 
+    from builder.layers import CategoryColumns
+
     width = int(model.inputs[0].shape[-1])  # check_builder_model: one input (None, width)
+    units = int(model.outputs[0].shape[-1])
     name = re.sub(r"[^A-Za-z0-9_.-]", "_", path.stem) or "model"
-    return validate_config(
-        {
-            "name": name,
-            "data": {"features": [f"x{i + 1}" for i in range(width)], "target": "y"},
-            "model": {"layers": [], "output": {"units": 1}},
-        }
-    )
+    features: list[Any] = [f"x{i + 1}" for i in range(width)]
+    for layer in model.layers:
+        if isinstance(layer, CategoryColumns):  # it names its columns and knows their types
+            features = [
+                {"name": c["name"], "type": "categorical" if "vocabulary" in c else "numeric"}
+                for c in layer.columns
+            ]
+    raw: dict[str, Any] = {
+        "name": name,
+        "data": {"features": features, "target": "y"},
+        "model": {"layers": [], "output": {"units": units}},
+    }
+    if units > 1:  # one softmax unit per class
+        raw["task"] = "classification"
+        raw["model"]["output"]["activation"] = "softmax"
+    return validate_config(raw)
 
 
 def early_stopping(run: Run) -> dict[str, Any] | None:
@@ -1014,14 +1035,18 @@ BUILDER_LAYERS = (
     "Activation",
     "Threshold",
     "Rescaling",
+    "CategoryColumns",
 )
 
 
-def check_builder_model(model: Any, path: Path, *, width: int | None = None) -> None:
+def check_builder_model(
+    model: Any, path: Path, *, width: int | None = None, units: int | None = None
+) -> None:
     """Refuse a Keras model that inspect, predict, evaluate and plot cannot read.
 
     A builder model is built, takes one float input of shape ``(None, features)`` and gives one
-    output of shape ``(None, 1)``; its layers are of ``BUILDER_LAYERS``, with at least one
+    output of shape ``(None, units)`` (one unit, or a classifier's one per class); its layers
+    are of ``BUILDER_LAYERS``, with at least one
     Dense layer, a Normalization layer (if any) first and a Rescaling layer (if any) last, as
     ``builder.model`` builds them.
 
@@ -1029,6 +1054,7 @@ def check_builder_model(model: Any, path: Path, *, width: int | None = None) -> 
         model: the loaded model.
         path: its file, for messages.
         width: the number of features it must take (the run's config), if known.
+        units: the number of outputs it must give (the run's config), if known.
 
     Raises:
         RunError: ``model file X must be a builder model: <rule>. Received: <what it is>``.
@@ -1036,7 +1062,7 @@ def check_builder_model(model: Any, path: Path, *, width: int | None = None) -> 
     import keras
     import numpy as np
 
-    from builder.layers import Threshold
+    from builder.layers import CategoryColumns, Threshold
 
     def refuse(rule: str, received: str) -> RunError:
         return RunError(f"model file {path} must be a builder model: {rule}. Received: {received}")
@@ -1055,9 +1081,9 @@ def check_builder_model(model: Any, path: Path, *, width: int | None = None) -> 
     if not str(inputs[0].dtype).startswith(("float", "bfloat")):
         raise refuse("a float input", f"input dtype {inputs[0].dtype}")
     out_shapes = [tuple(t.shape) for t in outputs]
-    if out_shapes != [(None, 1)]:
+    if len(out_shapes) != 1 or len(out_shapes[0]) != 2 or out_shapes[0][0] is not None:
         shown = out_shapes[0] if len(out_shapes) == 1 else f"{len(out_shapes)} outputs"
-        raise refuse("one output of shape (None, 1)", f"output shape {shown}")
+        raise refuse("one output of shape (None, units)", f"output shape {shown}")
     kinds = {
         "Normalization": keras.layers.Normalization,
         "Dense": keras.layers.Dense,
@@ -1066,6 +1092,7 @@ def check_builder_model(model: Any, path: Path, *, width: int | None = None) -> 
         "Activation": keras.layers.Activation,
         "Threshold": Threshold,
         "Rescaling": keras.layers.Rescaling,
+        "CategoryColumns": CategoryColumns,
     }
     layers = [layer for layer in model.layers if not isinstance(layer, keras.layers.InputLayer)]
     for i, layer in enumerate(layers):
@@ -1083,6 +1110,11 @@ def check_builder_model(model: Any, path: Path, *, width: int | None = None) -> 
                     f"{named} at position {i + 1} with {mean.size} means"
                     + (", inverted" if getattr(layer, "invert", False) else ""),
                 )
+        if isinstance(layer, CategoryColumns) and (i > 1 or len(layer.columns) != shape[1]):
+            raise refuse(
+                f"a CategoryColumns layer only at the start, of the {shape[1]} inputs",
+                f"{named} at position {i + 1} with {len(layer.columns)} columns",
+            )
         if isinstance(layer, keras.layers.Rescaling):
             scalar = all(_number(v) for v in (layer.scale, layer.offset))
             if i != len(layers) - 1 or not scalar:
@@ -1100,4 +1132,9 @@ def check_builder_model(model: Any, path: Path, *, width: int | None = None) -> 
         raise RunError(
             f"model file {path} must take the {width} features config.yaml lists. "
             f"Received: input shape {shape}"
+        )
+    if units is not None and out_shapes[0][1] != units:
+        raise RunError(
+            f"model file {path} must give the {units} outputs config.yaml's model.output "
+            f"lists. Received: output shape {out_shapes[0]}"
         )

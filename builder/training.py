@@ -23,7 +23,7 @@ from builder.config import Config, load_config, validate_config
 from builder.config.names import DEFAULT_STEPS, MAX_EPOCHS, MIN_EPOCH_STEPS
 from builder.data import Table, use_streaming
 from builder.data import scoring as scoring_mod
-from builder.errors import BuilderError, DataError, Interrupted, RunError
+from builder.errors import BuilderError, ConfigError, DataError, Interrupted, RunError
 from builder.search import require_values
 
 ProgressFn = Callable[[int, int, dict[str, float]], None]
@@ -270,7 +270,10 @@ def prepare_model(config: Config, splits: Table) -> Any:
     with distribute.scope(strategy):  # variables made here are mirrored on every replica
         stats = splits.stats
         model = build_model(
-            config, target_mean=stats.target_mean, target_std=stats.target_std or 1.0
+            config,
+            target_mean=stats.target_mean,
+            target_std=stats.target_std or 1.0,
+            encoding=encoding_columns(config, splits),
         )
         if config.data.normalize == "zscore":
             set_normalization(
@@ -278,7 +281,7 @@ def prepare_model(config: Config, splits: Table) -> Any:
             )
         compile_model(model, config, len(splits.train))
     if strategy is None:  # under a strategy Keras builds them eagerly itself
-        _create_variables(model, len(config.data.features))
+        _create_variables(model, len(config.data.feature_names))
     return model
 
 
@@ -356,6 +359,9 @@ def fit(
     epochs = resolve_epochs(config, len(splits.train))
     callbacks = [c for c in (stopper,) if c is not None]
     callbacks += [_recorder(rows, epochs, progress, run_dir, stopper), *(extra_callbacks or [])]
+    weights = class_weight_of(config, splits)
+    if weights is not None:
+        repeat["class_weight"] = weights
     if initial_epoch < epochs:
         model.fit(
             train_data,
@@ -369,6 +375,47 @@ def fit(
         )
     history = pd.DataFrame(rows)
     return Fitted(model, history, epochs, stopping_outcome(stopper, epochs, len(rows)))
+
+
+def class_weight_of(config: Config, splits: Table) -> dict[int, float] | None:
+    """``training.class_weight`` as Keras's ``fit`` takes it: ``{class code: weight}``.
+
+    Raises:
+        DataError: it names a class the target does not hold, or a weight is not positive.
+    """
+    setting = config.training.class_weight
+    if setting is None or splits.labels is None:
+        return None
+    from builder.data.classes import class_weights
+
+    return class_weights(setting, splits.stats.class_counts, splits.labels.classes)
+
+
+def model_outputs(model: Any, x: np.ndarray, batch_size: int = 65_536) -> np.ndarray:
+    """The model's outputs for ``x`` as float64 ``(n, units)``, called eagerly block by block
+    (see ``predict_array``)."""
+    x = np.asarray(x, np.float32)
+    blocks = [
+        np.asarray(model(x[start : start + batch_size], training=False))
+        for start in range(0, len(x), batch_size)
+    ]
+    units = int(model.outputs[0].shape[-1]) if getattr(model, "outputs", None) else 1
+    out = np.concatenate(blocks) if blocks else np.zeros((0, units))
+    return np.asarray(out, np.float64).reshape(len(x), -1)
+
+
+def class_probabilities(outputs: np.ndarray) -> np.ndarray:
+    """Class probabilities ``(n, k)`` from a classifier's outputs: one sigmoid unit's ``p`` is
+    ``[1 - p, p]``; softmax units are the probabilities."""
+    if outputs.shape[1] == 1:
+        p = outputs[:, 0]
+        return np.stack([1.0 - p, p], axis=1)
+    return outputs
+
+
+def predict_probabilities(model: Any, x: np.ndarray) -> np.ndarray:
+    """A classifier's class probabilities for ``x`` (``class_probabilities``)."""
+    return class_probabilities(model_outputs(model, x))
 
 
 def predict_array(model: Any, x: np.ndarray, batch_size: int = 65_536) -> np.ndarray:
@@ -425,6 +472,7 @@ def train(
     data_path = config.check_data_path()
     started = time.time()
     splits = load_data(config, data_path)
+    config = resolve_config(config, splits)
     # Fail on an unwritable runs directory before spending time on training.
     scratch = distribute.worker_scratch(config)  # None on the chief, which keeps the run
     try:
@@ -488,6 +536,7 @@ def _resume_locked(
     state = checkpoints.load_state(run_dir)
     data_path = config.check_data_path()
     splits = load_data(config, data_path)
+    config = resolve_config(config, splits)
     recorded = (manifest.get("data") or {}).get("sha256")
     if not isinstance(recorded, str):
         raise RunError(
@@ -526,8 +575,93 @@ def open_data(config: Config, data_path: Path, *, streamed: bool) -> Table:
         seed=split.seed,
         missing=config.data.missing,
         classification=config.task == "classification",
+        unknown=config.data.unknown,
         streamed=streamed,
     )
+
+
+def resolve_config(config: Config, table: Table) -> Config:
+    """The config as the run records it: every feature's type from the table, and for
+    classification the output layer and loss chosen for (or checked against) its classes.
+
+    Raises:
+        ConfigError: a given output, loss or metric does not fit the classes.
+    """
+    from builder.config.names import MAX_PARAMETERS
+    from builder.config.schema import parameter_count
+    from builder.data.columns import embedding_width
+
+    labels = table.labels
+    resolved = config.with_data(table.kinds, labels.classes if labels is not None else None)
+    width = 0
+    for feature in resolved.data.features:
+        vocabulary = table.vocabularies.get(feature.name)
+        if vocabulary is None:
+            width += 1
+        elif feature.encoding == "one_hot":
+            width += len(vocabulary)
+        else:
+            width += feature.embedding_dim or embedding_width(len(vocabulary))
+    params = parameter_count(resolved, width)
+    if params > MAX_PARAMETERS:
+        raise ConfigError(
+            f"model must have at most {MAX_PARAMETERS:,} trainable parameters. Received: "
+            f"{params:,} with the categorical columns' {width:,} inputs{config.where('model')}"
+        )
+    return resolved
+
+
+def build_for_data(config: Config) -> Any:
+    """The model ``builder build`` shows: with categorical features or classes to choose the
+    output from, built for what the config's data holds (read for its vocabularies and labels,
+    not for statistics: the normalization is not adapted).
+
+    Raises:
+        ConfigError: the model depends on data that the config does not name.
+        DataError: the data breaks a rule.
+    """
+    from builder.model import build_model
+
+    path = config.data_path()
+    needs_data = bool(config.data.categorical) or config.model.output is None
+    if path is None or not path.exists():
+        if needs_data:
+            what = "categorical columns" if config.data.categorical else "classes"
+            raise ConfigError(
+                f"model depends on its data's {what}, so builder build needs data.path to name "
+                f"an existing CSV{config.where('data')}"
+            )
+        return build_model(config)
+    data_path = config.check_data_path()
+    table = open_data(config, data_path, streamed=use_streaming(config.data.streaming, data_path))
+    resolved = resolve_config(config, table)
+    return build_model(resolved, encoding=encoding_columns(resolved, table))
+
+
+def encoding_columns(config: Config, table: Table) -> list[dict[str, Any]] | None:
+    """``builder.layers.CategoryColumns``'s ``columns`` for a table with categorical features
+    (``None`` without any): the vocabularies, training counts and encodings."""
+    from builder.data.columns import embedding_width
+
+    vocabularies = table.vocabularies
+    if not vocabularies:
+        return None
+    columns: list[dict[str, Any]] = []
+    for feature in config.data.features:
+        vocabulary = vocabularies.get(feature.name)
+        if vocabulary is None:
+            columns.append({"name": feature.name})
+            continue
+        column: dict[str, Any] = {
+            "name": feature.name,
+            "vocabulary": list(vocabulary.values),
+            "counts": list(vocabulary.counts),
+            "encoding": feature.encoding,
+        }
+        if feature.encoding == "embedding":
+            column["embedding_dim"] = feature.embedding_dim or embedding_width(len(vocabulary))
+        columns.append(column)
+    return columns
 
 
 def run_manifest(
@@ -569,8 +703,10 @@ def run_manifest(
             "streaming": splits.streamed,
         },
         "features": list(splits.features),
+        "columns": column_summary(splits),
         "target": splits.target,
         "task": config.task,
+        **({"classes": list(splits.labels.classes)} if splits.labels is not None else {}),
         "versions": {
             "builder": _version(),
             "python": platform.python_version(),
@@ -580,6 +716,35 @@ def run_manifest(
         },
         "platform": platform.platform(),
     }
+
+
+def collinear_warning(table: Table) -> str | None:
+    """A warning naming the features that are exact linear combinations of others, if any."""
+    found = table.stats.collinear
+    if not found:
+        return None
+    return (
+        f"{', '.join(found)}: an exact linear combination of the other features (and the "
+        "intercept) in the training rows, so their separate coefficients are not identifiable; "
+        "predictions are unaffected, but inspect's weights for them mean nothing on their own."
+    )
+
+
+def column_summary(table: Table) -> dict[str, dict[str, Any]]:
+    """Each feature's type, and for a categorical one its vocabulary's size, the distinct
+    training values seen, and (when inferred) the cell that made it categorical."""
+    found: dict[str, dict[str, Any]] = {}
+    for name in table.features:
+        kind = table.kinds[name]
+        entry: dict[str, Any] = {"type": kind}
+        if name in table.vocabularies:
+            vocabulary = table.vocabularies[name]
+            entry.update(categories=len(vocabulary), seen=vocabulary.seen)
+        if name in table.inferred:
+            row, value = table.inferred[name]
+            entry["inferred_from"] = {"line": row + 2, "value": value}
+        found[name] = entry
+    return found
 
 
 def _fit_and_finish(
@@ -655,16 +820,29 @@ def _fit_and_write(
     fit_seconds = time.time() - fit_started
     model, history = fitted.model, fitted.history
 
-    test, baselines = splits.evaluate(lambda x: predict_array(model, x), config.task)
+    if config.task == "classification":
+        test, baselines, details = splits.evaluate(
+            lambda x: predict_probabilities(model, x), config.task
+        )
+    else:
+        test, baselines, details = splits.evaluate(lambda x: predict_array(model, x), config.task)
     metrics = {
         "task": config.task,
         "test": test,
         "baselines": baselines,
+        **({"classes": details} if details is not None else {}),
         "timings": {"fit_seconds": fit_seconds, "total_seconds": time.time() - started},
         "epochs": fitted.epochs,
         "epochs_run": len(history),
         "early_stopping": fitted.early_stopping,
-        "warnings": [w for w in (scoring_mod.learned_nothing(config.task, test, baselines),) if w],
+        "warnings": [
+            w
+            for w in (
+                scoring_mod.learned_nothing(config.task, test, baselines),
+                collinear_warning(splits),
+            )
+            if w
+        ],
     }
 
     from builder.model import summary_text

@@ -451,6 +451,7 @@ def tune(
     data_path = config.check_data_path()
     started = time.time()
     splits = training.load_data(config, data_path)
+    config = training.resolve_config(config, splits)
     run_dir = runs.create_run_dir(runs_dir, config.name)
     digest = config_hash(config, splits.sha256)
     state = _Search(config, splits, progress)

@@ -33,6 +33,7 @@ def run_python(code: str, **kwargs) -> subprocess.CompletedProcess:
 
 
 CONFIGS = sorted((ROOT / "configs").glob("*.yaml"))
+LINEAR_CONFIG = ROOT / "configs" / "salary_linear.yaml"
 # Configs with search spaces are for `builder tune`; `build` and `train` refuse them.
 TRAIN_CONFIGS = [p for p in CONFIGS if "search:" not in p.read_text(encoding="utf-8")]
 TUNE_CONFIGS = [p for p in CONFIGS if p not in TRAIN_CONFIGS]

@@ -20,11 +20,15 @@ from builder.data import (
     read_column_chunks,
     read_columns,
 )
+from builder.data.columns import Column
 from builder.errors import DataError
 from tests.conftest import write_yaml
 
 FOLDER = Path(__file__).parent / "bad_csvs"
-FEATURES = ["age", "years_worked"]
+# Declared numeric: undeclared, a column holding text is categorical (tests/test_categorical.py).
+FEATURES = [Column("age", "numeric"), Column("years_worked", "numeric")]
+NAMES = ["age", "years_worked"]
+DECLARED = [{"name": name, "type": "numeric"} for name in NAMES]
 TARGET = "salary"
 
 # file -> fragments the one-line error must contain
@@ -109,7 +113,7 @@ def test_rejected(name):
 @pytest.mark.parametrize("name", sorted({*REJECTED, *ACCEPTED}))
 def test_chunked_reading_says_what_whole_reading_says(name):
     # predict and evaluate read in chunks (3 rows here): same rows, same errors, same lines.
-    columns = [*FEATURES, TARGET]
+    columns = [*NAMES, TARGET]
     try:
         whole = read_columns(FOLDER / name, columns)
     except DataError as error:
@@ -169,7 +173,7 @@ def test_missing_drop_and_mean_are_recorded(tmp_path):
     assert sum(filled.counts().values()) == 20 and filled.filled_cells == 2
     config = {
         "name": "holes",
-        "data": {"path": str(FOLDER / "empty_cells.csv"), "features": FEATURES,
+        "data": {"path": str(FOLDER / "empty_cells.csv"), "features": DECLARED,
                  "target": TARGET, "missing": "mean"},
         "training": {"epochs": 1},
     }  # fmt: skip
@@ -181,7 +185,7 @@ def test_missing_drop_and_mean_are_recorded(tmp_path):
 def test_constant_feature_trains_without_dividing_by_zero(tmp_path):
     config = {
         "name": "const",
-        "data": {"path": str(FOLDER / "constant_feature.csv"), "features": FEATURES,
+        "data": {"path": str(FOLDER / "constant_feature.csv"), "features": DECLARED,
                  "target": TARGET},
         "training": {"epochs": 2},
     }  # fmt: skip
@@ -191,15 +195,21 @@ def test_constant_feature_trains_without_dividing_by_zero(tmp_path):
     assert np.isfinite(weights).all()
 
 
-def test_classification_target_must_be_binary():
-    with pytest.raises(DataError, match="must hold 0 and 1 for classification"):
-        _load("crlf.csv", classification=True)
+def test_a_classification_target_needs_two_classes_and_at_most_a_thousand(tmp_path):
+    one = tmp_path / "one.csv"
+    one.write_text("age,years_worked,salary\n" + "".join(f"{i},{i},yes\n" for i in range(20)))
+    with pytest.raises(DataError, match="must hold at least two classes.*every value 'yes'"):
+        _load(str(one), classification=True)
+    many = tmp_path / "many.csv"
+    many.write_text("age,years_worked,salary\n" + "".join(f"{i},1,{i}\n" for i in range(1002)))
+    with pytest.raises(DataError, match="at most 1,000 classes"):
+        _load(str(many), classification=True)
 
 
 def test_cli_reports_a_bad_csv_in_one_line(tmp_path):
     config = {
         "name": "bad",
-        "data": {"path": str(FOLDER / "non_numeric.csv"), "features": FEATURES, "target": TARGET},
+        "data": {"path": str(FOLDER / "non_numeric.csv"), "features": DECLARED, "target": TARGET},
     }
     path = write_yaml(tmp_path / "c.yaml", config)
     result = CliRunner().invoke(app, ["train", str(path), "--runs-dir", str(tmp_path / "r")])

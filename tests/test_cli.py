@@ -11,6 +11,7 @@ from builder.cli import app
 from tests.conftest import (
     CONFIGS,
     FEATURES,
+    LINEAR_CONFIG,
     ROOT,
     TARGET,
     make_linear_frame,
@@ -41,7 +42,7 @@ def test_validate_shipped_configs():
 def test_validate_reports_invalid_config_with_exit_2(tmp_path):
     bad = tmp_path / "bad.yaml"
     bad.write_text("name: t\ndata: {features: [a], target: y}\ntraining: {epochs: 0}\n")
-    result = invoke("validate", CONFIGS[0], bad)
+    result = invoke("validate", LINEAR_CONFIG, bad)
     assert result.exit_code == 2
     rule = "training.epochs must be a positive integer up to 100,000, or auto"
     assert f"{rule}. Received: epochs=0" in result.output
@@ -51,7 +52,7 @@ def test_validate_reports_invalid_config_with_exit_2(tmp_path):
 def test_validate_does_not_import_tensorflow():
     code = (
         "import sys\nfrom typer.testing import CliRunner\nfrom builder.cli import app\n"
-        f"r = CliRunner().invoke(app, ['validate', {str(CONFIGS[0])!r}])\n"
+        f"r = CliRunner().invoke(app, ['validate', {str(LINEAR_CONFIG)!r}])\n"
         "assert r.exit_code == 0, r.output\n"
         "print(sorted(m for m in ('tensorflow', 'keras') if m in sys.modules))\n"
     )

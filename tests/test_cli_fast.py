@@ -14,7 +14,7 @@ from typer.testing import CliRunner
 from builder import SCHEMA_FILE
 from builder.cli import app
 from builder.cli_fast import main
-from tests.conftest import CONFIGS, PROCESS_TIMEOUT, ROOT
+from tests.conftest import CONFIGS, LINEAR_CONFIG, PROCESS_TIMEOUT, ROOT
 
 BAD = "name: t\ndata: {features: [a], target: y}\ntraining: {epochs: 0}\n"
 
@@ -38,7 +38,7 @@ def test_fast_path_prints_what_the_typer_app_prints(case, tmp_path, capsys):
     bad.write_text(BAD)
     args = {
         "valid": ["validate", *CONFIGS],
-        "valid_and_invalid": ["validate", CONFIGS[0], bad],
+        "valid_and_invalid": ["validate", LINEAR_CONFIG, bad],
         "missing_file": ["validate", tmp_path / "nope.yaml"],
         "schema": ["schema"],
     }[case]
@@ -51,9 +51,9 @@ def test_fast_path_prints_what_the_typer_app_prints(case, tmp_path, capsys):
 def test_fast_path_reports_each_bad_config_on_one_line(tmp_path, capsys):
     bad = tmp_path / "bad.yaml"
     bad.write_text(BAD)
-    code, out, err = run_fast(["validate", CONFIGS[0], bad], capsys)
+    code, out, err = run_fast(["validate", LINEAR_CONFIG, bad], capsys)
     assert code == 2
-    assert out == f"valid: {CONFIGS[0]} (salary_linear, regression)\n"
+    assert out == f"valid: {LINEAR_CONFIG} (salary_linear, regression)\n"
     assert err.startswith("invalid: training.epochs must be a positive integer up to 100,000")
     assert err.count("\n") == 1 and "Traceback" not in err
 
@@ -92,7 +92,7 @@ PROBE = (
 @pytest.mark.parametrize(
     ("args", "loaded"),
     [
-        (["validate", str(CONFIGS[0])], "['pydantic']"),
+        (["validate", str(LINEAR_CONFIG)], "['pydantic']"),
         (["schema"], "[]"),
     ],
     ids=["validate", "schema"],
@@ -116,7 +116,7 @@ def test_console_script_flushes_before_it_exits(tmp_path):
     bad.write_text(BAD)
     env = {k: v for k, v in os.environ.items() if k != "PYTHONUNBUFFERED"}  # buffered, as usual
     out = subprocess.run(
-        [sys.executable, "-m", "builder", "validate", str(CONFIGS[0]), str(bad)],
+        [sys.executable, "-m", "builder", "validate", str(LINEAR_CONFIG), str(bad)],
         capture_output=True,
         text=True,
         cwd=ROOT,
@@ -124,7 +124,7 @@ def test_console_script_flushes_before_it_exits(tmp_path):
         timeout=PROCESS_TIMEOUT,
     )
     assert out.returncode == 2
-    assert out.stdout == f"valid: {CONFIGS[0]} (salary_linear, regression)\n"
+    assert out.stdout == f"valid: {LINEAR_CONFIG} (salary_linear, regression)\n"
     assert out.stderr.startswith("invalid: training.epochs must be a positive integer up to")
     schema = subprocess.run(
         [sys.executable, "-m", "builder", "schema"],
@@ -138,7 +138,7 @@ def test_console_script_flushes_before_it_exits(tmp_path):
 
 
 @pytest.mark.parametrize("unbuffered", [False, True], ids=["buffered", "unbuffered"])
-@pytest.mark.parametrize("args", [["schema"], ["validate", str(CONFIGS[0])]], ids=str)
+@pytest.mark.parametrize("args", [["schema"], ["validate", str(LINEAR_CONFIG)]], ids=str)
 def test_a_reader_that_leaves_early_gets_no_traceback(args, unbuffered):
     # `builder schema | head -1`: the pipe closes before builder writes. Exit 1, quietly, as the
     # typer app (click) does.

@@ -63,7 +63,7 @@ def randomized(config, seed=0):
     from builder.model import NORMALIZATION, build_model
 
     rng = np.random.default_rng(seed)
-    width = len(config.data.features)
+    width = len(config.data.feature_names)
     model = build_model(config, target_mean=60_000.0, target_std=15_000.0)
     scale = rng.uniform(1, 5e4, width)
     x = rng.normal(0, 1, (ROWS, width)) * scale + scale
@@ -87,7 +87,7 @@ def test_trace_reproduces_the_model_on_every_shipped_config(name, config):
 
     model, x = randomized(config)
     expected = np.asarray(model(x, training=False), np.float64)
-    trace = forward(model, x, config.data.features)
+    trace = forward(model, x, config.data.feature_names)
     # float64 here, float32 in Keras: equal up to float32 rounding of values of this size.
     scale = float(np.abs(expected).max())
     np.testing.assert_allclose(trace.output, expected, rtol=1e-5, atol=1e-5 * scale)
@@ -129,7 +129,7 @@ def test_trace_follows_every_layer_type():
 
     config = every_layer_config()
     model, x = randomized(config, seed=3)
-    trace = forward(model, x, config.data.features)
+    trace = forward(model, x, config.data.feature_names)
     np.testing.assert_allclose(trace.output, np.asarray(model(x)), rtol=2e-5, atol=1e-4)
     types = [step.type for step in trace.steps]
     # hidden_2 (Dense, linear) takes the gelu activation layer into its neurons.

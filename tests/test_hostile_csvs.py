@@ -26,6 +26,7 @@ import builder
 from builder import data as data_mod
 from builder.config import load_config
 from builder.data import Table
+from builder.data.columns import Column
 from builder.errors import DataError
 from builder.predict import evaluate
 from builder.runs import load_run
@@ -105,19 +106,30 @@ CASES = {
          "Received: standard deviation 1.15e+10"],
     ),
     # booleans and labels
-    "true_false_feature": (
+    "true_false_feature": (  # declared numeric; undeclared, it is a categorical column
         _table([[a, ["false", "true"][i % 2], s] for i, (a, _, s) in enumerate(_rows())]).encode(),
-        {}, ["column 'years_worked' must be numeric (write true/false as 1/0)",
+        {"features": [Column("age"), Column("years_worked", "numeric")]},
+        ["column 'years_worked' must be numeric (write true/false as 1/0)",
+         "Received: 'False' on line 2"],
+    ),
+    "true_false_feature_inferred": (
+        _table([[a, ["false", "true"][i % 2], s] for i, (a, _, s) in enumerate(_rows())]).encode(),
+        {}, [],
+    ),
+    "true_false_label": (  # a classifier's labels may be any text
+        _table([[a, b, ["False", "True"][i % 2]] for i, (a, b, _) in enumerate(_rows())]).encode(),
+        {"classification": True}, [],
+    ),
+    "true_false_regression_target": (
+        _table([[a, b, ["False", "True"][i % 2]] for i, (a, b, _) in enumerate(_rows())]).encode(),
+        {}, ["column 'salary' must be numeric (write true/false as 1/0)",
              "Received: 'False' on line 2"],
     ),
-    "true_false_label": (
-        _table([[a, b, ["False", "True"][i % 2]] for i, (a, b, _) in enumerate(_rows())]).encode(),
-        {"classification": True}, ["column 'salary' must be numeric (write true/false as 1/0)",
-                                   "Received: 'False' on line 2"],
-    ),
-    "three_classes": (
-        _table(_rows(target=lambda i: i % 3)).encode(), {"classification": True},
-        ["target column 'salary' must hold 0 and 1 for classification", "Received: 2 on line 4"],
+    "three_classes": (_table(_rows(target=lambda i: i % 3)).encode(), {"classification": True}, []),
+    "one_class": (
+        _table(_rows(target=lambda i: "yes")).encode(), {"classification": True},
+        ["target column 'salary' must hold at least two classes for classification",
+         "Received: every value 'yes'"],
     ),
     # missing: mean needs a value to fill with
     "mean_of_an_empty_column": (
@@ -143,7 +155,7 @@ def _messages(path: Path, options: dict) -> list[str]:
     """The message of each reader (in memory, streamed, validate's first), or "ok"."""
     options = {"validation": 0.15, "test": 0.15, "seed": 1, **options}
     chunk_rows = options.pop("chunk_rows", 7)
-    features, target = ["age", "years_worked"], "salary"
+    features, target = options.pop("features", ["age", "years_worked"]), "salary"
     found = []
     readers = (
         lambda: data_mod.load_splits(path, features, target, **options),

@@ -14,10 +14,21 @@ from tests.conftest import TRAIN_CONFIGS
 
 @pytest.mark.parametrize("path", TRAIN_CONFIGS, ids=lambda p: p.name)
 def test_parameter_counts_match_layer_sizes(path):
+    from builder.training import build_for_data, open_data, resolve_config
+
     config = load_config(path)
-    model = build_model(config)
+    model = build_for_data(config)
     trainable = sum(int(np.prod(w.shape)) for w in model.trainable_weights)
-    assert trainable == parameter_count(config)
+    if "categories" not in [layer.name for layer in model.layers]:
+        assert trainable == parameter_count(config)
+        return
+    # Text columns widen the first layer's input: one per category (one-hot).
+    table = open_data(config, config.check_data_path(), streamed=False)
+    resolved = resolve_config(config, table)
+    width = model.get_layer("categories").output_width
+    numeric = len(config.data.features) - len(table.vocabularies)
+    assert width == numeric + sum(len(v) for v in table.vocabularies.values())
+    assert trainable == parameter_count(resolved, width)
 
 
 def test_article_network_has_five_parameters():

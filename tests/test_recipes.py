@@ -66,7 +66,7 @@ def test_linear_recipe_reaches_least_squares_on_small_files(rows, tmp_path):
     run = builder.train(LINEAR, data=csv, runs_dir=tmp_path / "runs")
     lsq = run.metrics["baselines"]["least_squares"]
     assert run.metrics["test"]["mse"] <= 1.01 * lsq["mse"]
-    coefficients, intercept = raw_equation(run.model, list(run.config.data.features))
+    coefficients, intercept = raw_equation(run.model, list(run.config.data.feature_names))
     for name, value in lsq["coefficients"].items():
         assert abs(coefficients[name] / value - 1) <= 0.05, (name, coefficients[name], value)
     assert run.metrics["warnings"] == []
@@ -91,9 +91,15 @@ def test_learned_nothing_classification():
     x = rng.normal(size=(400, 1))
     y = (x[:, 0] > 0.8).astype(float)  # about 21% positives
     base = baselines("classification", x[:300], y[:300], x[300:], y[300:], ["a"])
-    separated = score("classification", y[300:], 1 / (1 + np.exp(-10 * (x[300:, 0] - 0.8))))
+    assert base["logistic"]["accuracy"] > base["majority_class"]["accuracy"]
+
+    def probabilities(p):
+        return np.stack([1 - p, p], axis=1)
+
+    p = 1 / (1 + np.exp(-10 * (x[300:, 0] - 0.8)))
+    separated = score("classification", y[300:], probabilities(p))
     assert learned_nothing("classification", separated, base) is None
-    majority = score("classification", y[300:], np.full(100, y[:300].mean()))
+    majority = score("classification", y[300:], probabilities(np.full(100, y[:300].mean())))
     assert "majority class" in learned_nothing("classification", majority, base)
 
 
@@ -187,7 +193,8 @@ def test_validate_names_every_absent_column(tmp_path, capsys):
 
 def test_validate_reads_values_with_trainings_messages(tmp_path, capsys):
     rows = "a,b,c,y\n1,x,inf,1\n2,3,,2\n" + "".join(f"{i},{i},{i},{i}\n" for i in range(3, 30))
-    code, _, err = _validate(tmp_path, capsys, rows)
+    declared = ["a", {"name": "b", "type": "numeric"}, "c"]  # else b holds categories
+    code, _, err = _validate(tmp_path, capsys, rows, features=declared)
     assert code == 2 and len(err) == 2
     assert "column 'b' must be numeric. Received: 'x' on line 2" in err[0]
     assert "column 'c' must be finite. Received: inf on line 2" in err[1]
@@ -224,7 +231,8 @@ def test_validate_refuses_a_three_class_target_for_a_binary_classifier(tmp_path,
     config = tmp_path / "t.yaml"
     config.write_text(yaml.safe_dump(raw))
     assert validate([config]) == 2
-    assert "must hold 0 and 1 for classification" in capsys.readouterr().err
+    message = capsys.readouterr().err
+    assert "model.output.units must be 3, one softmax unit per class, for the 3 classes" in message
 
 
 def test_validate_console_script_names_the_absent_column(tmp_path):

@@ -22,6 +22,7 @@ from builder import data as streaming
 from builder.data import TEST, TRAIN, VALIDATION, Table, split_codes
 from builder.data import scoring as metrics_mod
 from builder.data import table as table_mod
+from builder.data.columns import Column
 from builder.data.tfdata import dataset
 from builder.errors import DataError
 from builder.predict import holdout_predictions
@@ -208,7 +209,8 @@ def test_evaluate_matches_numpy_metrics(csv, frame):
     x = frame[FEATURES].to_numpy(np.float64)[test]
     y = frame[TARGET].to_numpy(np.float64)[test]
     predict = lambda features: features.astype(np.float64) @ [2.9, -2.1, 0.05] + 99.0  # noqa: E731
-    scores, baselines = stream.evaluate(predict, "regression")
+    scores, baselines, details = stream.evaluate(predict, "regression")
+    assert details is None
     expected = metrics_mod.regression_metrics(y, predict(x.astype(np.float32)))
     for key, value in expected.items():
         assert scores[key] == pytest.approx(value, rel=1e-9), key
@@ -234,19 +236,27 @@ def test_classification_scores_exact_below_the_sample_and_sampled_above(tmp_path
     test = _parts(frame) == TEST
 
     def predict(features):
-        return 1 / (1 + np.exp(-(features.astype(np.float64) @ [1.0, -1.0, 0.5])))
+        p = 1 / (1 + np.exp(-(features.astype(np.float64) @ [1.0, -1.0, 0.5])))
+        return np.stack([1 - p, p], axis=1)
 
     stream = _stream(path, classification=True, chunk_rows=300)
-    exact, _ = stream.evaluate(predict, "classification")
-    expected = metrics_mod.classification_metrics(y[test], score[test])
-    for key, value in expected.items():
-        assert exact[key] == pytest.approx(value, rel=1e-6), key
-    sampler = metrics_mod.ClassificationScore(sample_rows=200)
+    exact, baselines, details = stream.evaluate(predict, "classification")
+    from sklearn.metrics import accuracy_score, roc_auc_score
+
+    assert exact["accuracy"] == pytest.approx(accuracy_score(y[test], score[test] >= 0.5), rel=1e-9)
+    assert exact["auc"] == pytest.approx(roc_auc_score(y[test], score[test]), rel=1e-9)
+    assert np.array(details["confusion_matrix"]).sum() == test.sum()
+    assert baselines["majority_class"]["class"] in ("0", "1")
+    assert baselines["logistic"]["accuracy"] > baselines["majority_class"]["accuracy"]
+    sampler = metrics_mod.scorer("classification", ("0", "1"))
+    sampler.sample_rows = 200
     for rows, features, labels in stream.arrays("test"):
         sampler.update(labels, predict(features), streaming.row_uniform(rows, 42, salt=1))
     sampled = sampler.result()
-    assert sampled["accuracy"] == pytest.approx(expected["accuracy"], rel=1e-9)
-    assert len(sampler.labels) == 200 and sampled["auc"] == pytest.approx(expected["auc"], abs=0.05)
+    assert sampled["accuracy"] == pytest.approx(exact["accuracy"], rel=1e-9)
+    assert (
+        sampled["auc"] == pytest.approx(exact["auc"], abs=0.05) and sampled["auc"] != exact["auc"]
+    )
 
 
 # ---- errors
@@ -268,7 +278,8 @@ def test_non_numeric_value_in_a_later_chunk_names_its_line(frame, tmp_path):
     with pytest.raises(
         DataError, match=r"column 'x.dot' must be numeric. Received: 'n/a\?' on line 2502"
     ):
-        _stream(path, chunk_rows=1000).scan()
+        declared = [Column(name, "numeric") for name in FEATURES]
+        _streamed(path, declared, TARGET, **FRACTIONS, chunk_rows=1000).scan()
 
 
 def test_too_few_rows_and_non_binary_labels(tmp_path, frame):
@@ -278,7 +289,7 @@ def test_too_few_rows_and_non_binary_labels(tmp_path, frame):
         _stream(tiny).scan()
     path = tmp_path / "labels.csv"
     frame.to_csv(path, index=False)
-    with pytest.raises(DataError, match="must hold 0 and 1 for classification"):
+    with pytest.raises(DataError, match="must hold at most 1,000 classes for classification"):
         _stream(path, classification=True).scan()
 
 
@@ -370,7 +381,7 @@ for streamed in (False, True):
     table = Table({str(csv)!r}, {FEATURES!r}, {TARGET!r}, validation=0.15, test=0.15, seed=42,
                   streamed=streamed, chunk_rows=700 if streamed else None, shuffle_rows=700)
     x, y = next(table.windows("train", shuffle_seed=1))
-    scores, _ = table.evaluate(lambda x: x[:, 0], "regression")
+    scores, _, _ = table.evaluate(lambda x: x[:, 0], "regression")
     assert x.dtype.name == "float32" and y.shape == (len(x), 1) and scores["mse"] > 0
     print(streamed, len(x), table.counts()["train"])
 assert "tensorflow" not in sys.modules and "keras" not in sys.modules, "imported"

@@ -65,7 +65,7 @@ def test_shipped_linear_config_reaches_least_squares(tmp_path):
     run = builder.train(ROOT / "configs" / "salary_linear.yaml", runs_dir=tmp_path)
     lsq = run.metrics["baselines"]["least_squares"]
     assert run.metrics["test"]["mse"] <= 1.01 * lsq["mse"]
-    coef, _ = raw_equation(run.model, list(run.config.data.features))
+    coef, _ = raw_equation(run.model, list(run.config.data.feature_names))
     for name, ref in lsq["coefficients"].items():
         assert coef[name] == pytest.approx(ref, rel=0.01), name
 

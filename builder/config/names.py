@@ -18,8 +18,15 @@ OPTIMIZERS = ("adam", "adamw", "sgd", "rmsprop", "adagrad", "adadelta", "adamax"
 LOSSES = (
     "mse", "mae", "huber", "log_cosh", "mean_squared_error", "mean_absolute_error",
     "mean_squared_logarithmic_error", "binary_crossentropy", "hinge", "squared_hinge",
+    "sparse_categorical_crossentropy",
 )  # fmt: skip
-CLASSIFICATION_LOSSES = ("binary_crossentropy", "hinge", "squared_hinge")
+CLASSIFICATION_LOSSES = (
+    "binary_crossentropy", "hinge", "squared_hinge", "sparse_categorical_crossentropy",
+)  # fmt: skip
+# Losses of a single output unit against 0/1 labels (two classes).
+BINARY_LOSSES = ("binary_crossentropy", "hinge", "squared_hinge")
+# Metrics that read one output unit as a probability of class 1: two classes only.
+BINARY_METRICS = ("binary_accuracy", "auc", "precision", "recall")
 METRICS = (
     "mae", "mse", "mape", "root_mean_squared_error", "mean_absolute_error",
     "mean_squared_error", "accuracy", "binary_accuracy", "auc", "precision", "recall",
@@ -54,3 +61,8 @@ ACTIVATION_DOC = "A Keras activation by name, or `threshold` for builder's step 
 # The `type` of each kind of hidden layer, in the order messages list them.
 LAYER_TYPES = ("dense", "dropout", "batch_normalization", "activation", "threshold")
 MAX_HIDDEN_LAYERS = 64
+
+# Categorical feature columns.
+DEFAULT_MAX_CATEGORIES = 1_000  # a column's most frequent values kept; the rest read as unseen
+MAX_CATEGORIES = 100_000
+MAX_EMBEDDING_DIM = 1_024

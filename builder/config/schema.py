@@ -8,6 +8,7 @@ turns every failure into one located line.
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -27,11 +28,15 @@ from pydantic import (
 from builder.config.names import (
     ACTIVATION_DOC,
     ACTIVATIONS,
+    BINARY_METRICS,
     CLASSIFICATION_LOSSES,
+    DEFAULT_MAX_CATEGORIES,
     DEFAULT_STEPS,
     FLOAT32_MAX,
     INITIALIZERS,
     LOSSES,
+    MAX_CATEGORIES,
+    MAX_EMBEDDING_DIM,
     MAX_EPOCHS,
     MAX_HIDDEN_LAYERS,
     MAX_PARAMETERS,
@@ -46,7 +51,7 @@ from builder.config.names import (
 )
 from builder.config.yaml_reader import line_of
 from builder.errors import ConfigError
-from builder.rules import as_float32, did_you_mean, path_rule, rule_error
+from builder.rules import as_float32, did_you_mean, number_text, path_rule, rule_error
 from builder.search import SearchSpace, TuneConfig, is_space, objective_names, searchable
 
 
@@ -157,6 +162,7 @@ LossName = _name("loss", LOSSES)
 MetricName = _name("metric", METRICS)
 Units = Annotated[int, Field(gt=0, le=MAX_UNITS)]
 Rate = Float32(ge=0.0, lt=1.0)
+PositiveFloat32 = Float32(gt=0.0)
 
 
 class _Strict(BaseModel):
@@ -282,7 +288,12 @@ class ModelConfig(_Strict):
     hidden: HiddenBlock | None = Field(
         None, description="Instead of layers: a count of alike hidden layers (for tuning)."
     )
-    output: OutputLayer = Field(default_factory=OutputLayer)
+    output: OutputLayer | None = Field(
+        None,
+        description="The output layer. Default: one linear unit for regression; for "
+        "classification, chosen from the classes in the data (one sigmoid unit for two, one "
+        "softmax unit per class for more).",
+    )
 
     @model_validator(mode="after")
     def _expand_hidden(self) -> ModelConfig:
@@ -333,18 +344,86 @@ class SplitConfig(_Strict):
         return self
 
 
+class FeatureConfig(_Strict):
+    """One feature column: its name and, optionally, its type and how a categorical one is encoded.
+
+    A plain name in ``data.features`` is ``{name: NAME}``. Without ``type``, a column whose values
+    are all numbers is numeric and any other is categorical (decided on the file when training;
+    the run's ``config.yaml`` records the result). Integer columns with few values stay numeric
+    unless declared categorical.
+    """
+
+    name: Annotated[str, Field(min_length=1)]
+    type: Literal["numeric", "categorical"] | None = Field(
+        None, description="numeric or categorical; inferred from the file when not given."
+    )
+    encoding: Literal["one_hot", "embedding"] = Field(
+        "one_hot", description="Categorical: one 0/1 input per category, or a learned embedding."
+    )
+    embedding_dim: Annotated[int, Field(gt=0, le=MAX_EMBEDDING_DIM)] | None = Field(
+        None,
+        description="Embedding width (encoding: embedding); default min(50, round(1.6 * V**0.56)) "
+        "for V categories.",
+    )
+    max_categories: Annotated[int, Field(gt=0, le=MAX_CATEGORIES)] = Field(
+        DEFAULT_MAX_CATEGORIES,
+        description="Categorical: the most frequent training values kept; the rest read as unseen.",
+    )
+    min_count: Annotated[int, Field(gt=0)] = Field(
+        1, description="Categorical: values seen fewer times in training read as unseen."
+    )
+
+    @model_validator(mode="after")
+    def _options_fit_the_type(self) -> FeatureConfig:
+        if self.type == "numeric":
+            # Compared with the defaults, not with the keys given: a dumped config gives all.
+            options = {
+                "encoding": self.encoding != "one_hot",
+                "embedding_dim": self.embedding_dim is not None,
+                "max_categories": self.max_categories != DEFAULT_MAX_CATEGORIES,
+                "min_count": self.min_count != 1,
+            }
+            given = [key for key, differs in options.items() if differs]
+            if given:
+                raise rule_error(
+                    "applies only to categorical columns",
+                    loc=given[0],
+                    received=f"type=numeric with {given[0]}={getattr(self, given[0])!r}",
+                )
+        if self.embedding_dim is not None and self.encoding != "embedding":
+            raise rule_error(
+                "applies only with encoding: embedding",
+                loc="embedding_dim",
+                received=f"encoding={self.encoding}",
+            )
+        return self
+
+    def shown(self) -> str | dict[str, Any]:
+        """The entry as a config writes it: the bare name when nothing else is set."""
+        given = self.model_dump(exclude_unset=True, exclude_defaults=True)
+        return self.name if set(given) <= {"name"} else given
+
+
 class DataConfig(_Strict):
     """Where the data is and which columns are features and target."""
 
     path: str | None = Field(None, description="CSV path, relative to the config file.")
-    features: Annotated[list[str], Field(min_length=1)]
+    # A name or a mapping; every entry is a FeatureConfig once validated.
+    features: Annotated[list[str | FeatureConfig], Field(min_length=1)]
     target: str
     split: SplitConfig = Field(default_factory=SplitConfig)
     normalize: Literal["zscore", "none"] = Field(
         "zscore", description="Input normalization inside the model, fitted on the training split."
     )
     missing: Literal["error", "drop", "mean"] = Field(
-        "error", description="Empty cells: an error, drop the row, or fill with the training mean."
+        "error",
+        description="Empty cells: an error, drop the row, or fill with the training mean (the "
+        "most frequent value of a categorical column).",
+    )
+    unknown: Literal["average", "error"] = Field(
+        "average",
+        description="A categorical value not seen in training: encoded as the average training "
+        "value (its categories' frequencies), or an error naming the column, value and line.",
     )
     streaming: bool | Literal["auto"] = Field(
         "auto",
@@ -358,21 +437,41 @@ class DataConfig(_Strict):
 
     @field_validator("features")
     @classmethod
-    def _unique(cls, features: list[str]) -> list[str]:
+    def _unique(cls, features: list[str | FeatureConfig]) -> list[FeatureConfig]:
+        features = [FeatureConfig(name=f) if isinstance(f, str) else f for f in features]
         seen = set()
-        for name in features:
-            if name in seen:
-                raise rule_error("must not repeat a column", received=f"{name!r} twice")
-            seen.add(name)
+        for feature in features:
+            if feature.name in seen:
+                raise rule_error("must not repeat a column", received=f"{feature.name!r} twice")
+            seen.add(feature.name)
         return features
 
     @model_validator(mode="after")
     def _target_not_a_feature(self) -> DataConfig:
-        if self.target in self.features:
+        if self.target in self.feature_names:
             raise rule_error(
                 "must not also be a feature", loc="target", received=f"target={self.target!r}"
             )
         return self
+
+    @property
+    def feature_names(self) -> list[str]:
+        """The feature columns' names, in order."""
+        return [feature.name for feature in self.features]
+
+    def feature(self, name: str) -> FeatureConfig:
+        """The feature column called ``name``."""
+        return next(feature for feature in self.features if feature.name == name)
+
+    @property
+    def categorical(self) -> list[str]:
+        """The features declared (or resolved) categorical."""
+        return [f.name for f in self.features if f.type == "categorical"]
+
+    @property
+    def resolved(self) -> bool:
+        """Whether every feature has a type (as in a run's config)."""
+        return all(feature.type is not None for feature in self.features)
 
 
 class OptimizerConfig(_Strict):
@@ -397,8 +496,19 @@ class TrainingConfig(_Strict):
     """How to train: optimizer, loss, metrics, epochs, batches, seed."""
 
     optimizer: OptimizerConfig = Field(default_factory=OptimizerConfig)
-    loss: LossName = "mse"
-    metrics: list[MetricName] = Field(default_factory=lambda: ["mae"])
+    loss: LossName | None = Field(
+        None,
+        description="Default: mse for regression; for classification, binary_crossentropy for "
+        "two classes and sparse_categorical_crossentropy for more.",
+    )
+    metrics: list[MetricName] | None = Field(
+        None, description="Default: [mae] for regression, [accuracy] for classification."
+    )
+    class_weight: Literal["balanced"] | dict[str, PositiveFloat32] | None = Field(
+        None,
+        description="Classification: balanced (n / (classes x count) per class), or "
+        "{label: weight}; unlisted classes weigh 1.",
+    )
     epochs: Annotated[int, Field(gt=0, le=MAX_EPOCHS)] | Literal["auto"] = Field(
         "auto",
         description="Passes over the training rows, or auto: as many epochs as training.steps "
@@ -425,6 +535,18 @@ class TrainingConfig(_Strict):
         description="Regression: standardize the target for training; the model un-scales it.",
     )
     seed: Seed = 42
+
+    @field_validator("class_weight", mode="before")
+    @classmethod
+    def _label_keys(cls, value: Any) -> Any:
+        # YAML reads `{0: 2.0}` with an int key; labels are text, and numbers as the data's
+        # labels are written (2, not 2.0).
+        if isinstance(value, dict):
+            return {
+                number_text(k) if isinstance(k, (int, float)) and not isinstance(k, bool) else k: v
+                for k, v in value.items()
+            }
+        return value
 
     @field_validator("epochs", mode="before")
     @classmethod
@@ -483,13 +605,46 @@ class Config(_Strict):
 
     @model_validator(mode="after")
     def _resolve_task_and_check_size(self) -> Config:
+        output = self.model.output
         if self.task is None:
-            out = self.model.output.activation
+            out = output.activation if output is not None else None
             classification = self.training.loss in CLASSIFICATION_LOSSES or out in (
                 "sigmoid",
                 "threshold",
+                "softmax",
             )
             self.task = "classification" if classification else "regression"
+        training = self.training
+        if self.task == "regression":
+            if output is None:
+                self.model.output = OutputLayer()
+            elif output.units != 1:
+                raise rule_error(
+                    "must be 1 for regression (the model predicts one target column)",
+                    loc=("model", "output", "units"),
+                    received=f"units={output.units}",
+                )
+            if training.loss is None:
+                training.loss = "mse"
+            if training.loss == "sparse_categorical_crossentropy":
+                raise rule_error(
+                    "applies only to classification (task: classification)",
+                    loc=("training", "loss"),
+                    received=f"loss={training.loss} with task=regression",
+                )
+            if training.class_weight is not None:
+                raise rule_error(
+                    "applies only to classification (task: classification)",
+                    loc=("training", "class_weight"),
+                    received=f"class_weight={training.class_weight!r} with task=regression",
+                )
+        elif output is not None and training.loss is None:
+            # The output decides; without one, the classes in the data decide both (with_classes).
+            training.loss = (
+                "binary_crossentropy" if output.units == 1 else "sparse_categorical_crossentropy"
+            )
+        if training.metrics is None:
+            training.metrics = ["accuracy"] if self.task == "classification" else ["mae"]
         params = parameter_count(self)
         if params > MAX_PARAMETERS:
             raise rule_error(
@@ -557,6 +712,32 @@ class Config(_Strict):
         line = line_of(self._node, loc) if self._node is not None else None
         return f" ({self._source}, line {line})" if line else f" ({self._source})"
 
+    def with_data(self, types: dict[str, str], classes: Sequence[str] | None = None) -> Config:
+        """This config resolved against its data, as a run records it.
+
+        Args:
+            types: every feature's type (``numeric`` or ``categorical``), as read from the file.
+            classes: a classification's class labels, in their recorded order.
+
+        Returns:
+            A new config where every feature has its type and, for classification, the output
+            layer and loss fit the classes: when not given, one sigmoid unit and
+            binary_crossentropy for two classes, one softmax unit per class and
+            sparse_categorical_crossentropy for more.
+
+        Raises:
+            ConfigError: a given output, loss or metric does not fit the classes.
+        """
+        from builder.config.loading import validate_config
+
+        raw = self.model_dump(mode="python")
+        for entry in raw["data"]["features"]:
+            entry["type"] = types[entry["name"]]
+        if self.task == "classification" and classes is not None:
+            _fit_classes(self, raw, list(classes))
+        updated = validate_config(raw, source=self.source)
+        return updated.locate(self.source, self.yaml_node)
+
     def check_data_path(self) -> Path:
         """The resolved CSV path, checked to be an existing file.
 
@@ -586,6 +767,71 @@ class Config(_Strict):
         return path
 
 
+def _fit_classes(config: Config, raw: dict[str, Any], classes: list[str]) -> None:
+    """Choose or check a classifier's output layer, loss and metrics for ``classes``."""
+    k = len(classes)
+    shown = ", ".join(classes[:10]) + (" ..." if k > 10 else "")
+    output, loss = raw["model"]["output"], raw["training"]["loss"]
+    if output is None:
+        output = (
+            {"units": 1, "activation": "sigmoid"}
+            if k == 2
+            else {"units": k, "activation": "softmax"}
+        )
+        raw["model"]["output"] = output
+    units, activation = output["units"], output.get("activation", "linear")
+    if loss is None:
+        loss = "binary_crossentropy" if units == 1 else "sparse_categorical_crossentropy"
+        raw["training"]["loss"] = loss
+
+    def refuse(loc: tuple[str, ...], rule: str, received: str) -> None:
+        key = ".".join(loc)
+        raise ConfigError(
+            f"{key} {rule} for the {k} classes of target column '{config.data.target}' "
+            f"({shown}). Received: {received}{config.where(*loc)}"
+        )
+
+    if units == 1:
+        if k != 2:
+            refuse(
+                ("model", "output", "units"),
+                f"must be {k}, one softmax unit per class,",
+                "units=1",
+            )
+        if loss == "sparse_categorical_crossentropy":
+            refuse(
+                ("training", "loss"),
+                "must be binary_crossentropy (or hinge, squared_hinge) with one output unit",
+                f"loss={loss}",
+            )
+    elif units == k:
+        if activation != "softmax":
+            refuse(
+                ("model", "output", "activation"),
+                f"must be softmax with {k} output units (one probability per class)",
+                f"activation={activation}",
+            )
+        if loss != "sparse_categorical_crossentropy":
+            refuse(
+                ("training", "loss"),
+                f"must be sparse_categorical_crossentropy with {k} output units",
+                f"loss={loss}",
+            )
+    else:
+        allowed = "1 (two classes) or 2" if k == 2 else str(k)
+        refuse(("model", "output", "units"), f"must be {allowed}", f"units={units}")
+    if units > 1:
+        binary = [m for m in raw["training"]["metrics"] if m in BINARY_METRICS]
+        if binary:
+            refuse(
+                ("training", "metrics"),
+                f"must not include {binary[0]} with {units} softmax outputs (it reads one output "
+                "unit as the probability of class 1; builder reports per-class precision, "
+                "recall and AUC itself)",
+                f"metrics={raw['training']['metrics']}",
+            )
+
+
 def _seed_at(value: Any, loc: tuple[str, ...]) -> None:
     # tune.seed is builder.search's field; its range is the generators', checked here.
     try:
@@ -598,9 +844,15 @@ def _seed_at(value: Any, loc: tuple[str, ...]) -> None:
         ) from None
 
 
-def parameter_count(config: Config) -> int:
-    """Trainable parameters the config implies, computed without building the model."""
-    width = len(config.data.features)
+def parameter_count(config: Config, width: int | None = None) -> int:
+    """Trainable parameters the config implies, computed without building the model.
+
+    Args:
+        config: the config.
+        width: the inputs of the first hidden layer, when categorical features widen them
+            (default: one per feature).
+    """
+    width = len(config.data.features) if width is None else width
     total = 0
     layers: list[Any] = list(config.model.layers)
     block = config.model.hidden
@@ -608,7 +860,8 @@ def parameter_count(config: Config) -> int:
         layers += [DenseLayer.model_construct(units=block.units, use_bias=True)] * _largest(
             block.layers
         )
-    for layer in [*layers, config.model.output]:
+    output = config.model.output or OutputLayer()  # classification: chosen from the data later
+    for layer in [*layers, output]:
         if isinstance(layer, DenseArgs):
             units = _largest(layer.units)
             total += width * units + (units if layer.use_bias else 0)

@@ -1,8 +1,10 @@
-"""CSV -> checked numeric rows -> split parts -> statistics, scores and batches.
+"""CSV -> checked rows (text columns as codes) -> split parts -> statistics, scores and batches.
 
 One data path, in memory and streamed:
 
 - ``builder.data.csv``: the one reader (file, header and cell rules, their messages).
+- ``builder.data.columns``: column types, vocabularies, class labels, the dummy design.
+- ``builder.data.classes``: classification metrics and the logistic baseline.
 - ``builder.data.split``: the seeded permutation (in memory) and the hash split (streamed).
 - ``builder.data.stats``: the float64 accumulators and the one statistics pass.
 - ``builder.data.scoring``: metrics and baselines, on arrays and accumulated.
@@ -48,6 +50,7 @@ from builder.data.table import (
     SHUFFLE_ROWS,
     Part,
     Table,
+    examine,
     load_splits,
     problems,
     use_streaming,
@@ -77,6 +80,7 @@ __all__ = [
     "checked_header",
     "csv_options",
     "empty_cells_message",
+    "examine",
     "file_sha256",
     "load_splits",
     "present_columns",

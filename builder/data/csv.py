@@ -18,7 +18,7 @@ import math
 import re
 import shlex
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -26,6 +26,7 @@ import numpy as np
 import pandas as pd
 
 from builder import files
+from builder.data.columns import clean_text, infer_kind
 from builder.errors import DataError
 from builder.rules import number_text, plain
 
@@ -301,9 +302,16 @@ def csv_options() -> dict:
 
 
 def read_frames(
-    path: Path, header: Sequence[str], *, chunk_rows: int | None = None
+    path: Path,
+    header: Sequence[str],
+    *,
+    chunk_rows: int | None = None,
+    text: Sequence[str] = (),
 ) -> Iterator[tuple[int, pd.DataFrame]]:
     """The data rows of a CSV as frames whose columns are ``header`` (``checked_header``'s).
+
+    Columns named in ``text`` are read as strings (a categorical column's ``02139`` stays
+    ``02139``); the others as pandas infers them.
 
     Yields:
         ``(start, frame)``: the whole file as one frame (``chunk_rows`` ``None``) or
@@ -315,6 +323,9 @@ def read_frames(
             data rows.
     """
     options = csv_options() if chunk_rows is None else {**csv_options(), "chunksize": chunk_rows}
+    if text:
+        # By position: the file's own names may carry the spaces that checked_header strips.
+        options["dtype"] = {i: str for i, name in enumerate(header) if name in set(text)}
     reader = _read_csv(path, options)
     start = 0
     with contextlib.nullcontext() if chunk_rows is None else reader:
@@ -337,10 +348,12 @@ def read_frames(
 class Block:
     """Checked rows of a CSV: ``start``, the data-row number of the first (0 is the row after
     the header, on line 2), and ``values``, float64 ``(n, k)`` in the reader's column order
-    (NaN for an empty cell)."""
+    (NaN for an empty cell). A text column's cells are in ``text`` (stripped strings, ``None``
+    where empty); its column of ``values`` is 0.0, or NaN where empty."""
 
     start: int
     values: np.ndarray
+    text: dict[str, np.ndarray] = field(default_factory=dict)
 
     @property
     def rows(self) -> np.ndarray:
@@ -365,6 +378,8 @@ class CsvReader:
         empty: ``error`` makes empty cells an error; ``keep`` leaves them as NaN.
         max_magnitude: training's bound on values (``MAX_MAGNITUDE``); ``None``: none.
         chunk_rows: rows parsed at a time; ``None`` parses the file in one block.
+        text: columns read as text (categorical features, a classifier's labels): no cell
+            rule but the empty one applies to them.
 
     Raises:
         DataError: the file or a column is missing, or the header breaks a rule.
@@ -379,6 +394,7 @@ class CsvReader:
         empty: str = "error",
         max_magnitude: float | None = None,
         chunk_rows: int | None = CHUNK_ROWS,
+        text: Sequence[str] = (),
     ) -> None:
         self.path = Path(path)
         self.header, names = _wanted_columns(self.path, columns, optional)
@@ -386,6 +402,7 @@ class CsvReader:
         self.empty = empty
         self.max_magnitude = max_magnitude
         self.chunk_rows = chunk_rows
+        self.text = tuple(name for name in self.names if name in set(text))
 
     def blocks(self) -> Iterator[Block]:
         """Checked blocks in file order.
@@ -395,13 +412,22 @@ class CsvReader:
                 problem in a later block is raised when it is reached (empty cells at the end).
         """
         empty = EmptyCells(self.names) if self.empty == "error" else None
-        for start, frame in read_frames(self.path, self.header, chunk_rows=self.chunk_rows):
+        frames = read_frames(self.path, self.header, chunk_rows=self.chunk_rows, text=self.text)
+        for start, frame in frames:
             values = column_values(
-                frame, self.names, self.path, start, max_magnitude=self.max_magnitude
+                frame,
+                self.names,
+                self.path,
+                start,
+                max_magnitude=self.max_magnitude,
+                text=self.text,
             )
+            texts = {name: clean_text(frame[name]) for name in self.text}
+            for name, cells in texts.items():
+                values[:, self.names.index(name)] = np.where(pd.isna(cells), np.nan, 0.0)
             if empty is not None and empty.add(np.isnan(values), start):
                 continue
-            yield Block(start, values)
+            yield Block(start, values, texts)
         if empty:
             raise DataError(empty.message(self.path))
 
@@ -412,8 +438,12 @@ def read_columns(
     *,
     optional: Sequence[str] = (),
     missing: str = "error",
+    text: Sequence[str] = (),
 ) -> pd.DataFrame:
     """Read the named numeric columns of a CSV, checking every rule on the way.
+
+    Columns in ``text`` (categorical ones) hold their cells as stripped strings (``None`` where
+    empty) instead of numbers.
 
     Args:
         path: the CSV file (UTF-8, comma-separated, header row; BOM and CRLF are fine).
@@ -435,13 +465,17 @@ def read_columns(
         optional=optional,
         empty="error" if missing == "error" else "keep",
         chunk_rows=None,
+        text=text,
     )
     return pd.concat([_frame(block, reader.names) for block in reader.blocks()])
 
 
 def _frame(block: Block, names: Sequence[str]) -> pd.DataFrame:
     index = pd.RangeIndex(block.start, block.start + len(block.values))
-    return pd.DataFrame(block.values, columns=list(names), index=index)
+    frame = pd.DataFrame(block.values, columns=list(names), index=index)
+    for name, cells in block.text.items():
+        frame[name] = pd.Series(cells, index=index, dtype=object)
+    return frame
 
 
 def read_column_chunks(
@@ -451,20 +485,25 @@ def read_column_chunks(
     missing: str = "error",
     chunk_rows: int = CHUNK_ROWS,
     text: bool = True,
+    text_columns: Sequence[str] = (),
 ) -> Iterator[tuple[pd.DataFrame, pd.DataFrame | None]]:
     """``read_columns`` in chunks of rows, each also as the file's text, for files of any size.
 
     Yields:
         ``(numeric, text)`` per chunk: ``numeric`` as ``read_columns`` returns it (index: the
-        row number in the file), ``text`` every column of the same rows as the strings in the
-        file, under the file's own header names (``None`` when ``text`` is false). Errors name
-        the file's line, as ``read_columns`` does.
+        row number in the file; ``text_columns`` as stripped strings), ``text`` every column of
+        the same rows as the strings in the file, under the file's own header names (``None``
+        when ``text`` is false). Errors name the file's line, as ``read_columns`` does.
 
     Raises:
         DataError: as ``read_columns``; a problem in a later chunk is raised when it is reached.
     """
     reader = CsvReader(
-        path, columns, empty="error" if missing == "error" else "keep", chunk_rows=chunk_rows
+        path,
+        columns,
+        empty="error" if missing == "error" else "keep",
+        chunk_rows=chunk_rows,
+        text=text_columns,
     )
     blocks = reader.blocks()
     if not text:
@@ -558,8 +597,11 @@ def column_values(
     start: int = 0,
     *,
     max_magnitude: float | None = None,
+    text: Sequence[str] = (),
 ) -> np.ndarray:
     """The named columns of a frame ``read_frames`` yielded, as checked float64 ``(n, k)``.
+
+    Columns in ``text`` are skipped (left 0.0): they hold categories, not numbers.
 
     Each column must be numeric, each value finite as the float32 it becomes (and at most
     ``max_magnitude`` in magnitude when given); empty cells are NaN.
@@ -568,7 +610,9 @@ def column_values(
         DataError: for the first offending line across the columns (ties: the first column in
             ``names``), naming the column, the rule, the value and the line.
     """
-    values, found = column_problems(frame, names, path, start, max_magnitude=max_magnitude)
+    values, found = column_problems(
+        frame, names, path, start, max_magnitude=max_magnitude, text=text
+    )
     if found:
         raise DataError(found[0][2])
     return values
@@ -581,6 +625,7 @@ def column_problems(
     start: int = 0,
     *,
     max_magnitude: float | None = None,
+    text: Sequence[str] = (),
 ) -> tuple[np.ndarray, list[tuple[int, int, str]]]:
     """``column_values`` that goes on: the values and every column's first broken cell rule.
 
@@ -588,9 +633,11 @@ def column_problems(
         ``(values, problems)``: ``problems`` holds ``(row, column, message)`` for each column
         with a broken rule, its first offending row, first in file order (ties: ``names``).
     """
-    values = np.empty((len(frame), len(names)))
+    values = np.zeros((len(frame), len(names)))
     found = []
     for i, name in enumerate(names):
+        if name in text:
+            continue
         values[:, i], problem = _numeric(frame[name], name, path, start, max_magnitude)
         if problem is not None:
             found.append((problem[0], i, problem[1]))
@@ -656,6 +703,39 @@ def _numeric(
                 )
             )
     return values, min(problems) if problems else None
+
+
+def text_columns(
+    path: str | Path, columns: Sequence[str], *, chunk_rows: int | None = CHUNK_ROWS
+) -> dict[str, tuple[int, str]]:
+    """The columns among ``columns`` that hold a cell which is not a number (type inference).
+
+    Reads the file once (in chunks); empty cells say nothing either way.
+
+    Returns:
+        ``{name: (row, value)}``: for each such column, its first such cell's data-row number
+        and text, in ``columns`` order.
+
+    Raises:
+        DataError: the file or a column is missing, or the file cannot be read as CSV.
+    """
+    path = Path(path)
+    header, _ = _wanted_columns(path, columns, ())
+    found: dict[str, tuple[int, str]] = {}
+    for start, frame in read_frames(path, header, chunk_rows=chunk_rows):
+        for name in columns:
+            if name in found:
+                continue
+            column = frame[name]
+            if pd.api.types.is_bool_dtype(column):
+                found[name] = (start, str(column.iloc[0]))
+            elif not pd.api.types.is_numeric_dtype(column):
+                text, row = infer_kind(column)
+                if text:
+                    found[name] = (start + row, str(column.iloc[row]).strip())
+        if len(found) == len(columns):
+            break
+    return {name: found[name] for name in columns if name in found}
 
 
 def check_labels(path: Path, target: str, y: np.ndarray, rows: np.ndarray) -> None:

@@ -3,10 +3,12 @@
 The metrics exist twice only in form: on whole arrays (``score``, ``baselines``) and accumulated
 block by block (``scorer``), which training, ``evaluate`` and the streamed test split use; the
 accumulators give the whole-array results (AUC from a sample above ``AUC_SAMPLE_ROWS`` rows).
+A classification's metrics are ``builder.data.classes.ClassScore``'s.
 
-The baselines are the mean predictor (what a model that learned nothing scores) and exact least
-squares with an intercept (the best a network with no hidden layer can do). Both are fitted on
-the training split only and scored on the same test rows as the network.
+The baselines are what a model that learned nothing scores (the mean predictor; the majority
+class) and the best a network with no hidden layer can do, fitted independently of Keras (exact
+least squares with an intercept; logistic regression by Newton's method). Both are fitted on the
+training split only and scored on the same test rows as the network.
 """
 
 from __future__ import annotations
@@ -18,19 +20,29 @@ from typing import Any
 
 import numpy as np
 
+from builder.data.columns import Design
 from builder.data.stats import LeastSquares, Moments, require_finite
 
 
 @dataclass(frozen=True)
 class LinearFit:
-    """``y = x @ coef + intercept``: exact least squares (``least_squares``)."""
+    """``y = design(x) @ coef + intercept``: exact least squares (``least_squares``); without a
+    design (all features numeric), ``design(x)`` is ``x``."""
 
     coef: np.ndarray
     intercept: float
+    design: Design | None = None
 
     def predict(self, x: np.ndarray) -> np.ndarray:
-        """Predictions for the rows of ``x``."""
-        return np.asarray(x, np.float64) @ self.coef + self.intercept
+        """Predictions for the rows of ``x`` (codes in categorical columns)."""
+        x = np.asarray(x, np.float64)
+        if self.design is not None:
+            x = self.design.expand(x)
+        return x @ self.coef + self.intercept
+
+    def names(self, features: Sequence[str]) -> list[str]:
+        """The coefficients' names: the features', or the design's columns."""
+        return self.design.column_names() if self.design is not None else list(features)
 
 
 def least_squares(x: np.ndarray, y: np.ndarray) -> LinearFit:
@@ -74,18 +86,12 @@ def roc_auc(y_true: np.ndarray, score: np.ndarray) -> float:
     return float((ranks[y_true].sum() - n_pos * (n_pos + 1) / 2) / (n_pos * n_neg))
 
 
-def classification_metrics(y_true: np.ndarray, score: np.ndarray) -> dict[str, float]:
-    """Accuracy (score >= 0.5 is class 1), ROC AUC and MSE of the scores."""
-    y_true = np.asarray(y_true, np.float64).ravel()
-    found = ClassificationScore(sample_rows=len(y_true))
-    found.update(y_true, score, np.zeros(len(y_true)))
-    return found.result()
-
-
 def score(task: str, y_true: np.ndarray, y_pred: np.ndarray) -> dict[str, float]:
-    """The task's metrics."""
+    """The task's metrics: a classification's ``y_pred`` is class probabilities ``(n, k)``."""
     if task == "classification":
-        return classification_metrics(y_true, y_pred)
+        found = scorer(task, [str(c) for c in range(np.shape(y_pred)[1])])
+        found.update(np.asarray(y_true, np.float64).ravel(), y_pred, np.zeros(len(y_true)))
+        return found.result()
     return regression_metrics(y_true, y_pred)
 
 
@@ -97,13 +103,25 @@ def baselines(
     y_test: np.ndarray,
     features: list[str] | tuple[str, ...],
 ) -> dict[str, dict]:
-    """The mean predictor and exact least squares, fitted on train and scored on test.
-
-    For classification the mean predictor is the training base rate (so its accuracy is the
-    majority class's) and least squares is the linear probability model. Training's own
+    """The baselines on arrays, fitted on train and scored on test: the mean predictor and exact
+    least squares for regression; for classification (``y``: class codes 0 .. k-1) the
+    majority class and logistic regression (``class_baseline_scores``). Training's own
     baselines come from its statistics pass (``builder.data.table.Table.evaluate``), scored by
-    ``baseline_scores`` as here.
+    the same functions.
     """
+    if task == "classification":
+        from builder.data.classes import logistic_regression
+
+        k = int(max(np.max(y_train), np.max(y_test))) + 1
+        codes = np.asarray(y_train).astype(np.int64)
+        logistic = logistic_regression(np.asarray(x_train, np.float64), codes, k)
+        return class_baseline_scores(
+            [(x_test, y_test, None)],
+            [str(c) for c in range(k)],
+            np.bincount(codes, minlength=k),
+            logistic,
+            None,
+        )
     fit = least_squares(x_train, y_train)
     return baseline_scores(task, [(x_test, y_test, None)], float(np.mean(y_train)), fit, features)
 
@@ -116,10 +134,11 @@ def baseline_scores(
     features: Sequence[str],
     predict: Callable[[np.ndarray], np.ndarray] | None = None,
 ) -> dict[str, Any]:
-    """Score the mean predictor, least squares and (if given) a model over blocks of test rows.
+    """Score the mean predictor, least squares and (if given) a regression model over blocks of
+    test rows.
 
     Args:
-        task: ``regression`` or ``classification``.
+        task: ``regression``.
         blocks: ``(x, y, keys)`` float64 blocks of test rows; ``keys`` pick the AUC sample
             (``None``: no sample, every row, for arrays that fit in it).
         mean: the training target's mean (the mean predictor's value).
@@ -139,15 +158,12 @@ def baseline_scores(
         if predict is not None:
             model.update(y, predict(x.astype(np.float32)), keys)
         constant.update(y, np.full(len(y), mean), keys)
-        pred = fit.predict(x)
-        if task == "classification":
-            pred = np.clip(pred, 0.0, 1.0)
-        line.update(y, pred, keys)
+        line.update(y, fit.predict(x), keys)
     found: dict[str, Any] = {
         "mean_predictor": {**constant.result(), "value": mean},
         "least_squares": {
             **line.result(),
-            "coefficients": dict(zip(features, fit.coef.tolist(), strict=True)),
+            "coefficients": dict(zip(fit.names(features), fit.coef.tolist(), strict=True)),
             "intercept": fit.intercept,
         },
     }
@@ -156,25 +172,80 @@ def baseline_scores(
     return found
 
 
+def class_baseline_scores(
+    blocks: Iterable[tuple[np.ndarray, np.ndarray, np.ndarray | None]],
+    classes: Sequence[str],
+    class_counts: Sequence[int],
+    logistic: Any,
+    design: Design | None,
+    predict: Callable[[np.ndarray], np.ndarray] | None = None,
+) -> dict[str, Any]:
+    """Score the majority class, the logistic baseline and (if given) a classifier.
+
+    Args:
+        blocks: ``(x, y, keys)`` float64 blocks of test rows (``y``: class codes).
+        classes: the class labels.
+        class_counts: training rows per class: the majority class predicts the training
+            frequencies as its probabilities (so its log loss is their entropy).
+        logistic: ``builder.data.classes.LogisticFit`` on the training design, or ``None``.
+        design: the dummy coding the logistic fit reads.
+        predict: maps float32 features ``(n, k)`` to class probabilities ``(n, classes)``.
+
+    Returns:
+        ``{"majority_class": ..., "logistic": ...}`` (their ``ClassScore`` results), and under
+        ``"model"`` the classifier's, under ``"details"`` its confusion matrix and per-class
+        scores, when ``predict`` is given.
+    """
+    from builder.data.classes import ClassScore, majority_class
+
+    prior = np.asarray(class_counts, np.float64)
+    prior = prior / prior.sum()
+    model, constant, linear = ClassScore(classes), ClassScore(classes), ClassScore(classes)
+    for x, y, keys in blocks:
+        x = np.asarray(x, np.float64)
+        y = np.asarray(y, np.float64).ravel()
+        keys = np.zeros(len(y)) if keys is None else keys
+        if predict is not None:
+            model.update(y, predict(x.astype(np.float32)), keys)
+        constant.update(y, np.tile(prior, (len(y), 1)), keys)
+        if logistic is not None:
+            linear.update(y, logistic.predict_proba(design.expand(x) if design else x), keys)
+    majority = majority_class(class_counts)
+    found: dict[str, Any] = {
+        "majority_class": {**constant.result(), "class": classes[majority]},
+    }
+    if logistic is not None:
+        found["logistic"] = linear.result()
+    if predict is not None:
+        found["model"] = model.result()
+        found["details"] = model.details()
+    return found
+
+
 def learned_nothing(task: str, test: dict[str, float], baselines: dict[str, dict]) -> str | None:
     """A warning when the network scores no better than the mean predictor, else None.
 
     Regression: test MSE within 1% of the mean predictor's (R² about 0 or below).
-    Classification: accuracy no better than the majority class and the scores' MSE (Brier
-    score) within 1% of the base rate's: the network has not separated the classes.
+    Classification: accuracy no better than the majority class and log loss within 1% of the
+    training class frequencies': the network has not separated the classes.
     """
-    mean = baselines["mean_predictor"]
     if task == "classification":
-        if test["accuracy"] > mean["accuracy"] or test["mse"] < 0.99 * mean["mse"]:
+        base = baselines["majority_class"]
+        if test["accuracy"] > base["accuracy"] or test["log_loss"] < 0.99 * base["log_loss"]:
             return None
         scored = (
-            f"test accuracy {test['accuracy']:.4g}, majority class {mean['accuracy']:.4g}; "
-            f"Brier score {test['mse']:.4g}, base rate {mean['mse']:.4g}"
+            f"test accuracy {test['accuracy']:.4g}, majority class {base['accuracy']:.4g}; "
+            f"log loss {test['log_loss']:.4g}, class frequencies {base['log_loss']:.4g}"
         )
-    else:
-        if test["mse"] < 0.99 * mean["mse"]:  # False for NaN: a diverged network is warned about
-            return None
-        scored = f"test MSE {test['mse']:.4g}, mean predictor {mean['mse']:.4g}"
+        return (
+            f"the network is no better than always answering the majority class ({scored}). "
+            "Look at the layers, the output activation, training.optimizer.learning_rate and "
+            "the training length (training.epochs, training.steps)."
+        )
+    mean = baselines["mean_predictor"]
+    if test["mse"] < 0.99 * mean["mse"]:  # False for NaN: a diverged network is warned about
+        return None
+    scored = f"test MSE {test['mse']:.4g}, mean predictor {mean['mse']:.4g}"
     return (
         f"the network is no better than the mean predictor ({scored}). Look at the layers "
         "(a threshold or relu layer whose output is the same for every row passes nothing on), "
@@ -188,13 +259,18 @@ AUC_SAMPLE_ROWS = 1_000_000
 by a hash of the row number). Accuracy and MSE are accumulated exactly over every test row."""
 
 
-def scorer(task: str) -> RegressionScore | ClassificationScore:
+def scorer(task: str, classes: Sequence[str] = ("0", "1")) -> Any:
     """Metrics of predictions accumulated block by block: ``update(y, pred, keys)``, ``result()``.
 
-    ``keys`` (``builder.data.split.row_uniform`` of the row numbers) pick the AUC sample of a
-    classification.
+    A classification's ``pred`` is class probabilities ``(n, classes)`` and its ``y`` class
+    codes (``builder.data.classes.ClassScore``); ``keys``
+    (``builder.data.split.row_uniform`` of the row numbers) pick its AUC sample.
     """
-    return ClassificationScore() if task == "classification" else RegressionScore()
+    if task == "classification":
+        from builder.data.classes import ClassScore
+
+        return ClassScore(classes)
+    return RegressionScore()
 
 
 class RegressionScore:
@@ -225,43 +301,4 @@ class RegressionScore:
             "rmse": math.sqrt(mse),
             "mae": self.sae / self.n,
             "r2": 1.0 - self.sse / total if total > 0 else float("nan"),
-        }
-
-
-class ClassificationScore:
-    """Accuracy and MSE accumulated exactly; AUC from at most ``sample_rows`` rows."""
-
-    def __init__(self, sample_rows: int = AUC_SAMPLE_ROWS) -> None:
-        self.n = 0
-        self.correct = 0
-        self.sse = 0.0
-        self.sample_rows = sample_rows
-        self.keys = np.zeros(0)
-        self.labels = np.zeros(0)
-        self.scores = np.zeros(0)
-
-    def update(self, y: np.ndarray, score: np.ndarray, keys: np.ndarray) -> None:
-        """Add a block of labels and scores."""
-        score = np.asarray(score, np.float64).ravel()
-        self.n += len(y)
-        self.correct += int(np.sum((score >= 0.5) == (y > 0.5)))
-        self.sse += float(np.sum((score - y) ** 2))
-        # The rows with the smallest hash keys are a uniform sample, the same on every run.
-        self.keys = np.concatenate([self.keys, keys])
-        self.labels = np.concatenate([self.labels, y])
-        self.scores = np.concatenate([self.scores, score])
-        if len(self.keys) > self.sample_rows:
-            keep = np.argpartition(self.keys, self.sample_rows)[: self.sample_rows]
-            self.keys, self.labels, self.scores = (
-                self.keys[keep],
-                self.labels[keep],
-                self.scores[keep],
-            )
-
-    def result(self) -> dict[str, float]:
-        """The metrics of every block added."""
-        return {
-            "accuracy": self.correct / self.n,
-            "auc": roc_auc(self.labels, self.scores),
-            "mse": self.sse / self.n,
         }

@@ -18,6 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from builder.data import csv
+from builder.data.columns import Design, collinear_columns
 from builder.data.split import PARTS, TRAIN, split_message
 from builder.errors import DataError
 
@@ -118,6 +119,15 @@ class LeastSquares:
         self.aty += a.T @ yc
         self.nty += holes.T @ yc
 
+    def centred_gram(self) -> np.ndarray:
+        """``X^T X`` of the training design about its mean (filled cells aside)."""
+        k = self.width
+        n = self.ata[k, k]
+        if n == 0:
+            return np.zeros((k, k))
+        sums = self.ata[:k, k]
+        return self.ata[:k, :k] - np.outer(sums, sums) / n
+
     def solve(self, fill: np.ndarray) -> tuple[np.ndarray, float]:
         """``(coefficients, intercept)`` of ``y = x @ coefficients + intercept``.
 
@@ -169,8 +179,12 @@ class Stats:
     fill: np.ndarray
     target_mean: float
     target_std: float
-    coefficients: np.ndarray
+    coefficients: np.ndarray  # least squares on ``design`` (dummy-coded columns)
     intercept: float
+    design: Design | None = None
+    classes: tuple[str, ...] = ()  # a classification's labels; ``y`` holds their codes
+    class_counts: tuple[int, ...] = ()  # training rows of each class
+    collinear: tuple[str, ...] = ()  # design columns that are linear combinations of others
     sha256: str = ""  # the file's, filled in by the table that read it
 
     def counts(self) -> dict[str, int]:
@@ -188,43 +202,48 @@ def statistics(
     test: float,
     missing: str,
     classification: bool,
+    design: Design | None = None,
+    classes: Sequence[str] = (),
 ) -> Stats:
     """One pass over checked chunks: counts, normalization, target and least-squares statistics.
 
     Then the rules that need every row, in this order: some row kept, enough rows for the
-    splits, a value to fill each feature with (``missing: mean``), 0/1 labels (the first other
-    value in the file) or a regression target's spread (over every kept row), a target that
-    varies in the training rows.
+    splits, a value to fill each feature with (``missing: mean``), a regression target's spread
+    (over every kept row), a target that varies in the training rows (two classes there).
+
+    Least squares runs on the ``design`` (dummy coding of categorical features, whose codes the
+    chunks hold); their normalization is the identity (mean 0, variance 1): the model encodes
+    their codes itself. A classification's ``y`` holds class codes into ``classes``.
 
     Raises:
         DataError: a rule is broken (or by the chunks, as they are read).
     """
     k = len(features)
+    design = design or Design(tuple(features), {})
+    categorical = [i for i, name in enumerate(features) if name in design.vocabularies]
     counts = np.zeros(3, dtype=np.int64)
     total = kept = filled = 0
     x_moments = Moments(k)
     y_moments = Moments(1)
     every_target = Moments(1)  # every kept row, as the spread rule reads them
-    lsq = LeastSquares(k)
+    lsq = LeastSquares(design.width)
+    class_counts = np.zeros(len(classes), dtype=np.int64)
     y_min, y_max = math.inf, -math.inf
-    first_bad_label: tuple[np.ndarray, np.ndarray] | None = None
     for chunk in chunks:
         total += chunk.read
         kept += len(chunk.rows)
         filled += int(np.isnan(chunk.x).sum())
         counts += np.bincount(chunk.part, minlength=3)
         every_target.update(chunk.y)
-        if classification and first_bad_label is None:
-            bad = (chunk.y != 0.0) & (chunk.y != 1.0)
-            if bad.any():
-                first_bad_label = (chunk.y[bad], chunk.rows[bad])
         train = chunk.part == TRAIN
         x, y = chunk.x[train], chunk.y[train]
         if len(y):
             x_moments.update(x)
             y_moments.update(y)
-            lsq.update(x, y)
+            lsq.update(design.expand(x), y)
             y_min, y_max = min(y_min, float(y.min())), max(y_max, float(y.max()))
+            if classification:
+                class_counts += np.bincount(y.astype(np.int64), minlength=len(classes))
     rows = dict(zip(PARTS, (int(c) for c in counts), strict=True))
     if kept == 0:
         raise DataError(
@@ -239,18 +258,27 @@ def statistics(
         raise DataError(split_message(path, kept, validation, test))
     if missing == "mean":
         csv.check_fill(x_moments.n, features, path)
-    if first_bad_label is not None:
-        csv.check_labels(path, target, *first_bad_label)
     if not classification:
         spread = math.sqrt(float(every_target.m2[0]) / max(float(every_target.n[0]), 1.0))
         csv.check_target_spread(path, target, spread)
     if y_min == y_max:
+        value = repr(classes[int(y_min)]) if classification else f"{y_min:g}"
+        rule = "two classes in" if classification else "vary in"
         raise DataError(
-            f"{path}: target column '{target}' must vary in the training rows; "
-            f"a constant target leaves nothing to learn. Received: every value {y_min:g}"
+            f"{path}: target column '{target}' must {rule} the training rows; "
+            f"a constant target leaves nothing to learn. Received: every value {value}"
         )
     n_train = rows["train"]
-    fill = x_moments.mean.copy()
+    mean, variance = x_moments.mean.copy(), x_moments.m2 / n_train
+    # Codes are encoded by the model, not normalized; they are never empty here.
+    mean[categorical], variance[categorical] = 0.0, 1.0
+    fill = np.zeros(design.width)
+    at = 0
+    for i, name in enumerate(features):
+        width = design.width_of(name)
+        if name not in design.vocabularies:
+            fill[at] = mean[i]
+        at += width
     coef, intercept = lsq.solve(fill)
     return Stats(
         features=tuple(features),
@@ -258,12 +286,16 @@ def statistics(
         rows=rows,
         dropped_rows=total - kept,
         filled_cells=filled,
-        feature_mean=x_moments.mean,
+        feature_mean=mean,
         # Filled cells sit at the mean: they add rows but no squared deviation.
-        feature_variance=x_moments.m2 / n_train,
-        fill=fill,
+        feature_variance=variance,
+        fill=mean,
         target_mean=float(y_moments.mean[0]),
         target_std=float(math.sqrt(y_moments.m2[0] / n_train)),
         coefficients=coef,
         intercept=intercept,
+        design=design,
+        classes=tuple(classes),
+        class_counts=tuple(int(c) for c in class_counts),
+        collinear=tuple(collinear_columns(lsq.centred_gram(), design.column_names())),
     )

@@ -11,15 +11,26 @@ at the edge (``builder.data.tfdata``).
 from __future__ import annotations
 
 import dataclasses
+from collections import Counter
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+import pandas as pd
 
 from builder.data import csv
-from builder.data.scoring import LinearFit, baseline_scores
-from builder.data.split import PARTS, permutation_codes, row_uniform, split_codes
+from builder.data.columns import (
+    CATEGORICAL,
+    NUMERIC,
+    Column,
+    Design,
+    Labels,
+    Vocabulary,
+    check_seen,
+)
+from builder.data.scoring import LinearFit, baseline_scores, class_baseline_scores
+from builder.data.split import PARTS, TRAIN, permutation_codes, row_uniform, split_codes
 from builder.data.stats import Chunk, Stats, statistics
 from builder.errors import DataError
 
@@ -33,6 +44,9 @@ SHUFFLE_ROWS = 1_048_576
 """Training rows a streamed table shuffles together: a window of consecutive chunks (about 20 MB
 as float32 for four features), reshuffled each epoch. Files up to this size are shuffled whole,
 as in memory."""
+
+LOGISTIC_ROWS = 1_000_000
+"""Training rows the logistic baseline is fitted on (Newton steps hold them in memory)."""
 
 _MASK64 = (1 << 64) - 1
 
@@ -51,13 +65,16 @@ class Table:
     Args:
         path: the CSV file (UTF-8, comma-separated, header row; any column order, extra columns
             ignored).
-        features: feature column names.
+        features: feature columns: names, or ``builder.data.columns.Column`` (or a config's
+            feature entries) with a type and a categorical column's vocabulary options.
         target: target column name.
         validation: fraction of rows for validation.
         test: fraction of rows for test.
         seed: split seed.
         missing: ``error``, ``drop`` or ``mean``, as ``data.missing``.
-        classification: the target must hold 0 and 1.
+        classification: the target holds class labels (text or numbers).
+        unknown: ``average`` or ``error``, as ``data.unknown``: what a categorical value that
+            the training split does not hold becomes in the validation and test rows.
         streamed: read in chunks on every pass (hash split) instead of once into memory.
         chunk_rows: rows parsed at a time (default: ``csv.CHUNK_ROWS`` streamed, the whole file
             in memory).
@@ -69,7 +86,7 @@ class Table:
     def __init__(
         self,
         path: str | Path,
-        features: Sequence[str],
+        features: Sequence[Any],
         target: str,
         *,
         validation: float,
@@ -77,21 +94,30 @@ class Table:
         seed: int,
         missing: str = "error",
         classification: bool = False,
+        unknown: str = "average",
         streamed: bool = False,
         chunk_rows: int | None = None,
         shuffle_rows: int = SHUFFLE_ROWS,
     ) -> None:
         self.path = Path(path)
-        self.features = tuple(features)
+        self.columns = tuple(Column.of(spec) for spec in features)
+        self.features = tuple(column.name for column in self.columns)
         self.target = target
         self.validation_fraction = validation
         self.test_fraction = test
         self.seed = seed
         self.missing = missing
         self.classification = classification
+        self.unknown = unknown
         self.streamed = streamed
         self.chunk_rows = chunk_rows if chunk_rows or not streamed else csv.CHUNK_ROWS
         self.shuffle_rows = max(shuffle_rows, self.chunk_rows or 0)
+        self._kinds: dict[str, str] | None = None
+        self.inferred: dict[str, tuple[int, str]] = {}
+        self._vocabularies: dict[str, Vocabulary] | None = None
+        self._labels: Labels | None = None
+        self._raw: tuple | None = None
+        self._read = 0
         self._window: Chunk | None = None
         self._stats: Stats | None = None
         self._float32: dict[str, tuple[np.ndarray, np.ndarray]] = {}
@@ -137,10 +163,89 @@ class Table:
         """Row counts of each split."""
         return self.stats.counts()
 
+    # ---- column types, vocabularies and labels
+
+    @property
+    def kinds(self) -> dict[str, str]:
+        """Every feature's type: as declared, else ``categorical`` when a cell of the file is
+        not a number (``inferred`` holds that cell's row and text), else ``numeric``."""
+        if self._kinds is None:
+            open_columns = [c.name for c in self.columns if c.kind is None]
+            self.inferred = (
+                csv.text_columns(self.path, open_columns, chunk_rows=csv.CHUNK_ROWS)
+                if open_columns
+                else {}
+            )
+            self._kinds = {
+                c.name: c.kind or (CATEGORICAL if c.name in self.inferred else NUMERIC)
+                for c in self.columns
+            }
+        return self._kinds
+
+    @property
+    def categorical(self) -> list[str]:
+        """The categorical features, in input order."""
+        return [name for name in self.features if self.kinds[name] == CATEGORICAL]
+
+    def text_columns(self) -> list[str]:
+        """The columns read as text: categorical features, a classification's target."""
+        return [*self.categorical, *([self.target] if self.classification else [])]
+
+    @property
+    def vocabularies(self) -> dict[str, Vocabulary]:
+        """Each categorical feature's vocabulary, counted on the training split."""
+        if self._vocabularies is None:
+            self._count()
+        assert self._vocabularies is not None
+        return self._vocabularies
+
+    @property
+    def labels(self) -> Labels | None:
+        """A classification's class labels (of every kept row), else ``None``."""
+        if self.classification and self._labels is None:
+            self._count()
+        return self._labels
+
+    @property
+    def design(self) -> Design:
+        """The dummy coding of the features (least squares, the logistic baseline)."""
+        return Design(self.features, self.vocabularies)
+
+    def _count(self) -> None:
+        # The vocabulary pass: training counts of each categorical value, every label.
+        names = self.categorical
+        counts = {name: Counter() for name in names}
+        label_texts: list[np.ndarray] = []
+        for _, _, texts, part in self._raw_blocks():
+            train = part == TRAIN
+            for name in names:
+                cells = texts[name][train]
+                counts[name].update(pd.Series(cells[~pd.isna(cells)]).value_counts().to_dict())
+            if self.classification:
+                label_texts.append(texts[self.target])
+        by_name = {column.name: column for column in self.columns}
+        self._vocabularies = {
+            name: Vocabulary.from_counts(
+                counts[name], by_name[name].max_categories, by_name[name].min_count
+            )
+            for name in names
+        }
+        for name, vocabulary in self._vocabularies.items():
+            if not len(vocabulary):
+                raise DataError(
+                    f"{self.path}: column '{name}' must have a value in the training rows "
+                    f"that is seen at least min_count={by_name[name].min_count} times. "
+                    f"Received: {vocabulary.seen} distinct values"
+                )
+        if self.classification:
+            self._labels = Labels.found(label_texts)
+            self._labels.check(self.path, self.target)
+
     # ---- reading
 
-    def _kept(self) -> Iterator[tuple[np.ndarray, np.ndarray, int]]:
-        # (rows, values, rows read) per block, without the rows the missing-value policy drops.
+    def _kept(self) -> Iterator[tuple[np.ndarray, np.ndarray, dict[str, np.ndarray], int]]:
+        # (rows, values, texts, rows read) per block, without the rows the missing-value policy
+        # drops.
         k = len(self.features)
         reader = csv.CsvReader(
             self.path,
@@ -148,36 +253,37 @@ class Table:
             empty="error" if self.missing == "error" else "keep",
             max_magnitude=csv.MAX_MAGNITUDE,
             chunk_rows=self.chunk_rows,
+            text=self.text_columns(),
         )
         for block in reader.blocks():
-            values, rows = block.values, block.rows
+            values, rows, texts = block.values, block.rows, block.text
             empty = np.isnan(values)
             if empty.any():
                 # "mean" fills features only: a row without a target has nothing to learn from.
                 keep = ~empty.any(axis=1) if self.missing == "drop" else ~empty[:, k]
                 values, rows = values[keep], rows[keep]
-            yield rows, values, len(block.values)
+                texts = {name: cells[keep] for name, cells in texts.items()}
+            yield rows, values, texts, len(block.values)
 
-    def chunks(self) -> Iterator[Chunk]:
-        """Checked chunks in file order, with their part codes; in memory, the one window.
-
-        Rows the missing-value policy drops are left out; every rule of ``builder.data.csv``
-        holds, with its messages.
-        """
+    def _raw_blocks(
+        self,
+    ) -> Iterator[tuple[np.ndarray, np.ndarray, dict[str, np.ndarray], np.ndarray]]:
+        # (rows, values, texts, part codes): the one window in memory, else each chunk.
         if not self.streamed:
-            yield self._resident()
+            yield self._resident_raw()
             return
-        k = len(self.features)
-        for rows, values, read in self._kept():
+        for rows, values, texts, _ in self._kept():
             part = split_codes(rows, self.validation_fraction, self.test_fraction, self.seed)
-            yield Chunk(rows=rows, x=values[:, :k], y=values[:, k], part=part, read=read)
+            yield rows, values, texts, part
 
-    def _resident(self) -> Chunk:
-        if self._window is None:
-            k = len(self.features)
+    def _resident_raw(self):
+        if self._raw is None:
             blocks = list(self._kept())
             rows = np.concatenate([b[0] for b in blocks])
             values = np.concatenate([b[1] for b in blocks])
+            texts = {
+                name: np.concatenate([b[2][name] for b in blocks]) for name in self.text_columns()
+            }
             part = (
                 permutation_codes(
                     len(rows),
@@ -189,9 +295,56 @@ class Table:
                 if len(rows)
                 else np.zeros(0, np.int8)  # the statistics pass says why
             )
-            read = sum(b[2] for b in blocks)
-            self._window = Chunk(rows=rows, x=values[:, :k], y=values[:, k], part=part, read=read)
-        return self._window
+            self._raw = (rows, values, texts, part)
+            self._read = sum(b[3] for b in blocks)
+        return self._raw
+
+    def _encoded(self, rows, values, texts, part, read) -> Chunk:
+        # Text to codes: categorical features by their vocabularies, labels to class codes.
+        k = len(self.features)
+        if texts:
+            values = values.copy()
+        for name, vocabulary in self.vocabularies.items():
+            i = self.features.index(name)
+            codes = vocabulary.codes(texts[name])
+            empty = np.isnan(codes)
+            if self.missing == "mean" and empty.any():
+                codes[empty] = 1.0  # the most frequent training value
+            if self.unknown == "error":
+                held_out = part != TRAIN  # training's own rare values are cut, not unseen
+                check_seen(
+                    self.path,
+                    name,
+                    vocabulary,
+                    texts[name][held_out],
+                    codes[held_out],
+                    rows[held_out],
+                )
+            values[:, i] = codes
+        y = values[:, k]
+        if self.classification:
+            assert self.labels is not None
+            y = self.labels.codes(texts[self.target])
+        return Chunk(rows=rows, x=values[:, :k], y=y, part=part, read=read)
+
+    def chunks(self) -> Iterator[Chunk]:
+        """Checked chunks in file order, with their part codes; in memory, the one window.
+
+        Rows the missing-value policy drops are left out; every rule of ``builder.data.csv``
+        holds, with its messages. Categorical features hold their codes, a classification's
+        target its class codes.
+        """
+        if not self.streamed:
+            if self._window is None:
+                raw = self._resident_raw()
+                self._window = self._encoded(*raw, self._read)
+            yield self._window
+            return
+        vocabularies_ready = self.vocabularies  # the vocabulary pass first
+        del vocabularies_ready
+        for rows, values, texts, read in self._kept():
+            part = split_codes(rows, self.validation_fraction, self.test_fraction, self.seed)
+            yield self._encoded(rows, values, texts, part, read)
 
     # ---- the statistics pass
 
@@ -210,6 +363,8 @@ class Table:
             test=self.test_fraction,
             missing=self.missing,
             classification=self.classification,
+            design=self.design,
+            classes=self.labels.classes if self.labels is not None else (),
         )
         self._stats = dataclasses.replace(stats, sha256=csv.file_sha256(self.path))
         return self._stats
@@ -285,24 +440,60 @@ class Table:
 
     def evaluate(
         self, predict: Callable[[np.ndarray], np.ndarray], task: str
-    ) -> tuple[dict[str, float], dict[str, Any]]:
+    ) -> tuple[dict[str, float], dict[str, Any], dict[str, Any] | None]:
         """Score predictions and the two baselines on the test split in one pass.
 
         Args:
-            predict: maps float32 features ``(n, k)`` to ``n`` predictions.
+            predict: maps float32 features ``(n, k)`` to ``n`` predictions (regression) or to
+                class probabilities ``(n, classes)`` (classification).
             task: ``regression`` or ``classification``.
 
         Returns:
-            ``(test_metrics, baselines)``: the metrics of ``builder.data.scoring.score``, and the
-            mean predictor and least squares (from the statistics pass) scored likewise.
+            ``(test_metrics, baselines, details)``: the metrics of ``builder.data.scoring``,
+            the baselines scored likewise (regression: the mean predictor and least squares
+            from the statistics pass; classification: the majority class and logistic
+            regression on the training split's dummy-coded features), and a classification's
+            confusion matrix and per-class scores (``None`` for regression).
         """
         stats = self.stats
         blocks = (
             (x, y, row_uniform(rows, self.seed, salt=1)) for rows, x, y in self.arrays("test")
         )
-        fit = LinearFit(stats.coefficients, stats.intercept)
+        if task == "classification":
+            found = class_baseline_scores(
+                blocks,
+                stats.classes,
+                stats.class_counts,
+                self.logistic_fit(),
+                stats.design,
+                predict,
+            )
+            return found.pop("model"), found, found.pop("details")
+        design = stats.design if stats.design is not None and stats.design.vocabularies else None
+        fit = LinearFit(stats.coefficients, stats.intercept, design)
         found = baseline_scores(task, blocks, stats.target_mean, fit, self.features, predict)
-        return found.pop("model"), found
+        return found.pop("model"), found, None
+
+    def logistic_fit(self) -> Any:
+        """Multinomial logistic regression on the training split's dummy-coded features (at most
+        ``LOGISTIC_ROWS`` of them, the first in the file), fitted in numpy.
+
+        Returns:
+            A ``builder.data.classes.LogisticFit``.
+        """
+        from builder.data.classes import logistic_regression
+
+        xs, ys, held = [], [], 0
+        for _, x, y in self.arrays("train"):
+            xs.append(x[: LOGISTIC_ROWS - held])
+            ys.append(y[: LOGISTIC_ROWS - held])
+            held += len(ys[-1])
+            if held >= LOGISTIC_ROWS:
+                break
+        x, y = np.concatenate(xs), np.concatenate(ys)
+        return logistic_regression(
+            self.design.expand(x), y.astype(np.int64), len(self.stats.classes)
+        )
 
 
 @dataclasses.dataclass(frozen=True)
@@ -328,7 +519,7 @@ class Part:
 
 def load_splits(
     path: str | Path,
-    features: Sequence[str],
+    features: Sequence[Any],
     target: str,
     *,
     validation: float,
@@ -336,6 +527,7 @@ def load_splits(
     seed: int,
     missing: str = "error",
     classification: bool = False,
+    unknown: str = "average",
 ) -> Table:
     """Read a CSV into memory, split it and run the statistics pass.
 
@@ -354,14 +546,20 @@ def load_splits(
         seed=seed,
         missing=missing,
         classification=classification,
+        unknown=unknown,
     )
     table.scan()
     return table
 
 
-def problems(
+def problems(*args: Any, **kwargs: Any) -> list[str]:
+    """Every problem training would find in a CSV, one message each (``examine``'s list)."""
+    return examine(*args, **kwargs)[0]
+
+
+def examine(
     path: str | Path,
-    features: Sequence[str],
+    features: Sequence[Any],
     target: str,
     *,
     values: bool = True,
@@ -370,7 +568,8 @@ def problems(
     seed: int = 42,
     missing: str = "error",
     classification: bool = False,
-) -> list[str]:
+    unknown: str = "average",
+) -> tuple[list[str], Table]:
     """Every problem training would find in a CSV, one message each, without training.
 
     The rules and messages are ``load_splits``'s, and its message comes first; but where
@@ -380,46 +579,55 @@ def problems(
 
     Args:
         path: the CSV file.
-        features: the feature columns.
+        features: the feature columns (names or ``Column``, as for ``Table``).
         target: the target column.
         values: read the values too; otherwise check the file and its header only (fast on a
             file of any size: it reads one line).
-        validation, test, seed, missing, classification: as for ``load_splits``.
+        validation, test, seed, missing, classification, unknown: as for ``Table``.
 
     Returns:
-        The messages; empty when the file would train.
+        ``(messages, table)``: the messages, empty when the file would train; and the table,
+        whose ``kinds``, ``vocabularies`` and ``labels`` say what training would infer (read
+        them only when there are no messages).
     """
     path = Path(path)
-    columns = [*features, target]
+    table = Table(
+        path,
+        features,
+        target,
+        validation=validation,
+        test=test,
+        seed=seed,
+        missing=missing,
+        classification=classification,
+        unknown=unknown,
+    )
+    columns = [*table.features, target]
     try:
         header = csv.checked_header(path)
     except DataError as err:
-        return [str(err)]
+        return [str(err)], table
     present = csv.present_columns(header)
     found = [csv.absent_message(path, name, header) for name in columns if name not in present]
     if found or not values:
-        return found
+        return found, table
     try:
-        _, frame = next(csv.read_frames(path, header))
+        text = table.text_columns()
+        _, frame = next(csv.read_frames(path, header, text=text))
     except DataError as err:
-        return [str(err)]
-    numbers, broken = csv.column_problems(frame, columns, path, max_magnitude=csv.MAX_MAGNITUDE)
+        return [str(err)], table
+    numbers, broken = csv.column_problems(
+        frame, columns, path, max_magnitude=csv.MAX_MAGNITUDE, text=text
+    )
     if broken:
-        return [message for _, _, message in broken]
+        return [message for _, _, message in broken], table
     empty = csv.EmptyCells(columns)
+    for name in text:
+        numbers[:, columns.index(name)] = np.where(frame[name].isna(), np.nan, 0.0)
     if missing == "error" and empty.add(np.isnan(numbers), 0):
-        return [empty.message(path, column) for column in empty.columns()]
+        return [empty.message(path, column) for column in empty.columns()], table
     try:
-        load_splits(
-            path,
-            features,
-            target,
-            validation=validation,
-            test=test,
-            seed=seed,
-            missing=missing,
-            classification=classification,
-        )
+        table.scan()
     except DataError as err:
         found.append(str(err))
-    return found
+    return found, table
