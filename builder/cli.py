@@ -655,6 +655,10 @@ def inspect(
     if equation:
         _print("learned equation (raw units):")
         _print(f"  {equation['text']}")
+        references = equation.get("reference_categories")
+        if references:
+            shown = ", ".join(f"{name}={value}" for name, value in references.items())
+            _print(f"  (a category's term is its effect relative to the most frequent: {shown})")
         lsq = equation["least_squares"]
         if lsq:
             _print("least squares (exact, training split):")

@@ -63,8 +63,15 @@ def is_linear(model: Any) -> bool:
     dense = _dense_weights(model)
     if len(dense) != 1 or dense[0][1].shape[1] != 1:
         return False
+    from builder.layers import CategoryColumns
+
     layer = dense[0][0]
-    allowed = (keras.layers.Dense, keras.layers.Normalization, keras.layers.Rescaling)
+    allowed = (
+        keras.layers.Dense,
+        keras.layers.Normalization,
+        keras.layers.Rescaling,
+        CategoryColumns,
+    )
     return layer.activation.__name__ == "linear" and all(
         isinstance(other, allowed) for other in model.layers
     )
@@ -74,17 +81,63 @@ def raw_equation(model: Any, features: list[str]) -> tuple[dict[str, float], flo
     """Coefficients and intercept of a linear model in the data's raw units.
 
     The model computes ``y = ((x - m) / s) @ w + b`` then ``y * scale + offset``; expanding gives
-    ``y = x @ (w * scale / s) + (b - (m / s) @ w) * scale + offset``.
+    ``y = x @ (w * scale / s) + (b - (m / s) @ w) * scale + offset``. A categorical feature
+    (``builder.layers.CategoryColumns``) gets one coefficient per category but its most frequent
+    one, named ``feature=value``: that category's effect relative to the most frequent (the
+    reference, whose effect the intercept takes), as a regression table with dummy coding gives
+    them and as least squares reports them (``builder.data.columns.Design``).
     """
     ((_, kernel, bias),) = _dense_weights(model)
     w = kernel[:, 0]
     b = float(bias[0]) if bias is not None else 0.0
     norm = normalization_stats(model)
-    mean, div = norm if norm is not None else (np.zeros_like(w), np.ones_like(w))
+    width = len(features)
+    mean, div = norm if norm is not None else (np.zeros(width), np.ones(width))
     scale, offset = _rescaling(model)
-    coef = w * scale / div
-    intercept = (b - float(np.sum(mean / div * w))) * scale + offset
-    return dict(zip(features, coef.tolist(), strict=True)), float(intercept)
+    blocks = category_blocks(model, width)
+    coefficients: dict[str, float] = {}
+    intercept = b * scale + offset
+    row = 0
+    for i, name in enumerate(features):
+        block = blocks[i]
+        if block is None:
+            coefficients[name] = float(w[row] * scale / div[i])
+            intercept -= float(mean[i] / div[i] * w[row]) * scale
+            row += 1
+            continue
+        values, encoded = block
+        effects = encoded @ w[row : row + encoded.shape[1]] * scale
+        row += encoded.shape[1]
+        intercept += float(effects[0])
+        for value, effect in zip(values[1:], effects[1:], strict=True):
+            coefficients[f"{name}={value}"] = float(effect - effects[0])
+    return coefficients, float(intercept)
+
+
+def category_blocks(model: Any, width: int) -> list[tuple[list[str], np.ndarray] | None]:
+    """Per feature: ``None`` for a numeric one; for a categorical one its vocabulary and the
+    rows its categories encode to (``(V, outputs)``: the identity for one-hot, the embedding
+    matrix for an embedding), as the model's ``CategoryColumns`` layer holds them."""
+    from builder.layers import CategoryColumns
+
+    layer = next((la for la in model.layers if isinstance(la, CategoryColumns)), None)
+    if layer is None:
+        return [None] * width
+    import keras
+
+    found: list[tuple[list[str], np.ndarray] | None] = []
+    for i, column in enumerate(layer.columns):
+        if "vocabulary" not in column:
+            found.append(None)
+            continue
+        values = list(column["vocabulary"])
+        if column["encoding"] == "embedding":
+            (weight,) = [v for v in layer.weights if v.name == f"embeddings_{i}"]
+            encoded = np.asarray(keras.ops.convert_to_numpy(weight), np.float64)
+        else:
+            encoded = np.eye(len(values))
+        found.append((values, encoded))
+    return found
 
 
 def format_equation(target: str, coefficients: dict[str, float], intercept: float) -> str:
@@ -115,11 +168,13 @@ def inspect_run(run: Run) -> dict[str, Any]:
         one's rows labelled by feature), and for a model with no hidden layer ``equation``: the
         raw-unit coefficients and intercept next to the least-squares ones recorded at training.
     """
+    from builder.layers import CategoryColumns
     from builder.model import summary_text
 
     features = list(run.config.data.feature_names)
     layers = []
     previous = features
+    previous = first_layer_inputs(run)
     for layer, kernel, bias in _dense_weights(run.model):
         rows = list(previous)
         units = [f"{layer.name}[{j}]" for j in range(kernel.shape[1])]
@@ -161,8 +216,27 @@ def inspect_run(run: Run) -> dict[str, Any]:
                 "coefficients": lsq["coefficients"],
                 "intercept": lsq["intercept"],
             }
+        references = {
+            name: block[0][0]
+            for name, block in zip(features, category_blocks(run.model, len(features)), strict=True)
+            if block is not None
+        }
+        if references:
+            # Each category's coefficient is its effect relative to the most frequent one.
+            equation["reference_categories"] = references
         report["equation"] = equation
     return report
+
+
+def first_layer_inputs(run: Run) -> list[str]:
+    """The names of the first Dense layer's inputs: the features, or with categorical ones the
+    encoded columns (``feature=value`` for one-hot, ``feature[i]`` for an embedding)."""
+    from builder.layers import CategoryColumns
+
+    for layer in run.model.layers:
+        if isinstance(layer, CategoryColumns):
+            return layer.output_names()
+    return list(run.config.data.feature_names)
 
 
 def network_weights(run: Run) -> list[tuple[np.ndarray, np.ndarray | None]]:

@@ -362,3 +362,43 @@ def test_class_weight_names_a_class_the_target_lacks(jobs_csv, tmp_path):
     }
     with pytest.raises(DataError, match="class 'intern'"):
         builder.train(write_yaml(tmp_path / "c.yaml", raw), runs_dir=tmp_path / "runs")
+
+
+# ---- the shipped text-column recipes (README's claims)
+
+
+@pytest.fixture(scope="module")
+def shipped_jobs(tmp_path_factory):
+    runs = tmp_path_factory.mktemp("shipped")
+    names = ("jobs_linear", "jobs_mlp", "jobs_level")
+    return {name: builder.train(ROOT / "configs" / f"{name}.yaml", runs_dir=runs) for name in names}
+
+
+@pytest.mark.slow
+def test_shipped_linear_text_config_reaches_least_squares_with_dummies(shipped_jobs):
+    from builder.inspection import raw_equation
+
+    run = shipped_jobs["jobs_linear"]
+    lsq = run.metrics["baselines"]["least_squares"]
+    assert run.metrics["test"]["mse"] <= 1.01 * lsq["mse"]
+    coefficients, _ = raw_equation(run.model, run.config.data.feature_names)
+    assert set(coefficients) == set(lsq["coefficients"])  # the same dummy coding
+    for name, reference in lsq["coefficients"].items():
+        assert coefficients[name] == pytest.approx(reference, rel=0.03), name
+
+
+@pytest.mark.slow
+def test_shipped_mlp_beats_least_squares_with_dummies(shipped_jobs):
+    run = shipped_jobs["jobs_mlp"]
+    lsq = run.metrics["baselines"]["least_squares"]["mse"]
+    assert run.metrics["test"]["mse"] < 0.8 * lsq
+
+
+@pytest.mark.slow
+def test_shipped_classifier_beats_the_majority_class_next_to_logistic(shipped_jobs):
+    run = shipped_jobs["jobs_level"]
+    test, baselines = run.metrics["test"], run.metrics["baselines"]
+    assert test["accuracy"] > baselines["majority_class"]["accuracy"] + 0.3
+    assert baselines["logistic"]["accuracy"] > baselines["majority_class"]["accuracy"]
+    assert test["accuracy"] >= baselines["logistic"]["accuracy"] - 0.03
+    assert run.metrics["warnings"] == []
