@@ -168,7 +168,6 @@ def inspect_run(run: Run) -> dict[str, Any]:
         one's rows labelled by feature), and for a model with no hidden layer ``equation``: the
         raw-unit coefficients and intercept next to the least-squares ones recorded at training.
     """
-    from builder.layers import CategoryColumns
     from builder.model import summary_text
 
     features = list(run.config.data.feature_names)

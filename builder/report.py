@@ -2,7 +2,8 @@
 
 The page needs nothing but itself: no scripts, no web fonts, no links out; its images are PNGs
 inlined as base64 (drawn by ``builder.plotting``). It shows the config, the test metrics next to
-the baselines, the learning curves, predicted against actual values (or a confusion matrix), the
+the baselines the run recorded, the learning curves, predicted against actual values (for a
+classifier: the per-class scores, the confusion matrix and the class probabilities), the
 network with its weights, the learned equation of a no-hidden-layer model, permutation
 importance and one explained row; a tune run's page shows its trials. Every number from
 ``metrics.json`` is also in a ``data-value`` attribute, exactly as recorded, so a test can read
@@ -139,6 +140,22 @@ def _config_html(config: Any) -> str:
     return f"<pre>{_e(text)}</pre>"
 
 
+#: How the metrics table names each baseline ``metrics.json`` may hold; another is named by its key.
+BASELINE_NAMES = {
+    "mean_predictor": "mean predictor",
+    "least_squares": "least squares",
+    "majority_class": "majority class",
+    "logistic": "logistic regression",
+}
+
+
+def _baseline_label(key: str, baseline: dict[str, Any]) -> str:
+    label = BASELINE_NAMES.get(key, key.replace("_", " "))
+    if key == "majority_class" and baseline.get("class") is not None:
+        label += f" (always {baseline['class']})"
+    return label
+
+
 def _metrics_html(metrics: dict[str, Any]) -> str:
     from builder.compare import baseline_ratio
 
@@ -151,28 +168,59 @@ def _metrics_html(metrics: dict[str, Any]) -> str:
     rows.append(
         "<tr><td>network</td>" + "".join(_cell(test[n], f"test.{n}") for n in names) + "</tr>"
     )
-    for label, key in (
-        ("mean predictor", "mean_predictor"),
-        ("least squares", "least_squares"),
-        ("logistic regression", "logistic"),
-    ):
-        if key in base:
-            cells = "".join(
-                _cell(base[key][n], f"baselines.{key}.{n}") if n in base[key] else "<td></td>"
-                for n in names
-            )
-            rows.append(f"<tr><td>{label}</td>{cells}</tr>")
+    # Whichever baselines the run recorded, in their recorded order: a regression run has the
+    # mean predictor and least squares, a classifier the majority class and logistic regression.
+    for key, baseline in base.items():
+        if not isinstance(baseline, dict):
+            continue
+        cells = "".join(
+            _cell(baseline[n], f"baselines.{key}.{n}") if n in baseline else "<td></td>"
+            for n in names
+        )
+        rows.append(f"<tr><td>{_e(_baseline_label(key, baseline))}</td>{cells}</tr>")
     rows.append("</table>")
     ratio = baseline_ratio(metrics)
     if ratio is not None:
+        if ratio["baseline"] == "logistic":
+            how = (
+                "logistic regression is fitted on the training split: about the best a network "
+                "with no hidden layer can do"
+            )
+        else:
+            how = (
+                "least squares is fitted exactly on the training split: the best a network with "
+                "no hidden layer can do"
+            )
         rows.append(
             f"<p>test {_e(ratio['metric'])} is <strong>{ratio['ratio']:.4g}x</strong> "
-            f"{_e(ratio['baseline'].replace('_', ' '))}'s (both on the same test rows; least "
-            "squares is fitted exactly on the training split: the best a network with no hidden "
-            "layer can do).</p>"
+            f"{_e(BASELINE_NAMES.get(ratio['baseline'], ratio['baseline']))}'s (both on the "
+            f"same test rows; {how}).</p>"
         )
     for warning in metrics.get("warnings") or []:
         rows.append(f'<p class="warning">{_e(warning)}</p>')
+    return "".join(rows)
+
+
+def _per_class_html(metrics: dict[str, Any]) -> str:
+    details = metrics.get("classes") or {}
+    per_class = details.get("per_class") or {}
+    if not per_class:
+        raise RunError("the run's metrics.json has no per-class scores.")
+    columns = ("precision", "recall", "f1", "support")
+    rows = ["<table><tr><th>class</th>" + "".join(f"<th>{c}</th>" for c in columns) + "</tr>"]
+    for label, scores in per_class.items():
+        cells = "".join(
+            _cell(scores[c], f"classes.per_class.{label}.{c}") if c in scores else "<td></td>"
+            for c in columns
+        )
+        rows.append(f"<tr><td>{_e(label)}</td>{cells}</tr>")
+    rows.append("</table>")
+    rows.append(
+        f'<p class="note">On the test rows: precision is the share of the rows predicted as a '
+        "class that are of it, recall the share of a class's rows predicted as it, F1 their "
+        "harmonic mean, support the class's row count. Macro F1 (above) is the mean of the "
+        f"{len(per_class)} F1 scores.</p>"
+    )
     return "".join(rows)
 
 
@@ -206,24 +254,6 @@ def _predictions_html(run: Run) -> str:
     from builder.predict import holdout_predictions
 
     y_true, y_pred = holdout_predictions(run)
-    if run.config.task == "classification":
-        actual = y_true > 0.5
-        predicted = y_pred >= 0.5
-        counts = [[int(np.sum(~actual & ~predicted)), int(np.sum(~actual & predicted))],
-                  [int(np.sum(actual & ~predicted)), int(np.sum(actual & predicted))]]  # fmt: skip
-        rows = [
-            "<table><tr><th>actual \\ predicted</th><th>0</th><th>1</th></tr>",
-            *(
-                f"<tr><td>{label}</td>"
-                + "".join(f'<td data-key="confusion.{label}.{j}">{c}</td>' for j, c in enumerate(r))
-                + "</tr>"
-                for label, r in zip(("0", "1"), counts, strict=True)
-            ),
-            "</table>",
-            f'<p class="note">Confusion matrix of the {len(y_true)} test rows (a score of 0.5 '
-            "or more predicts 1).</p>",
-        ]
-        return "".join(rows)
     target = run.config.data.target
     image = _png(
         lambda path: plotting.plot_predictions(y_true, y_pred, path, target=target),
@@ -235,16 +265,131 @@ def _predictions_html(run: Run) -> str:
     )
 
 
+#: Above this many classes the confusion matrix is only drawn, not also tabled.
+MAX_CONFUSION_TABLE = 20
+
+
+class _Holdout:
+    """A classifier's test split, scored once for the sections that need it: true codes,
+    class probabilities and the labels."""
+
+    def __init__(self, run: Run) -> None:
+        self.run = run
+        self.found: tuple[np.ndarray, np.ndarray, list[str]] | None = None
+
+    def get(self) -> tuple[np.ndarray, np.ndarray, list[str]]:
+        if self.found is None:
+            from builder.predict import class_labels, holdout_split
+            from builder.training import predict_probabilities
+
+            x, y = holdout_split(self.run, "report")
+            probabilities = predict_probabilities(self.run.model, x)
+            self.found = (
+                y.astype(np.int64),
+                probabilities,
+                list(class_labels(self.run).classes),
+            )
+        return self.found
+
+
+def _confusion_html(run: Run, holdout: _Holdout) -> str:
+    from builder import plotting
+    from builder.data.classes import predicted_class
+
+    y_true, probabilities, classes = holdout.get()
+    y_pred = predicted_class(probabilities)
+    target = run.config.data.target
+    image = _png(
+        lambda path: plotting.plot_confusion(y_true, y_pred, classes, path, target=target),
+        "confusion matrix",
+    )
+    parts = [image]
+    k = len(classes)
+    if k <= MAX_CONFUSION_TABLE:
+        counts = plotting.confusion_counts(y_true, y_pred, k)
+        parts.append('<div class="wide"><table><tr><th>true \\ predicted</th>')
+        parts.extend(f"<th>{_e(label)}</th>" for label in classes)
+        parts.append("</tr>")
+        for i, label in enumerate(classes):
+            cells = "".join(
+                f'<td data-key="confusion.{i}.{j}" data-value="{int(c)}">{int(c)}</td>'
+                for j, c in enumerate(counts[i])
+            )
+            parts.append(f"<tr><td>{_e(label)}</td>{cells}</tr>")
+        parts.append("</table></div>")
+    parts.append(
+        f'<p class="note">The {len(y_true)} test rows: true {_e(target)} down, predicted '
+        "across; the predicted class is the most probable one. The colour is the share of the "
+        "true class's rows, so the diagonal is each class's recall.</p>"
+    )
+    return "".join(parts)
+
+
+def _probabilities_html(run: Run, holdout: _Holdout) -> str:
+    from builder import plotting
+
+    y_true, probabilities, classes = holdout.get()
+    target = run.config.data.target
+    image = _png(
+        lambda path: plotting.plot_class_probabilities(
+            y_true, probabilities, classes, path, target=target
+        ),
+        "class probabilities",
+    )
+    if len(classes) == 2:
+        note = (
+            f"The predicted probability of {_e(classes[1])} on the test rows of each true class "
+            "(as shares of that class's rows); 0.5 or more predicts it."
+        )
+    else:
+        note = (
+            "The probability the network gave each test row's true class, one box per class; "
+            "the dotted line is chance."
+        )
+    return image + f'<p class="note">{note}</p>'
+
+
+def network_names(run: Run) -> tuple[list[str], list[str]]:
+    """The names of the drawn network's inputs and outputs.
+
+    Inputs are the features, or with categorical ones the encoded columns the first Dense layer
+    reads (``feature=value`` for one-hot, ``feature[i]`` for an embedding). Outputs are the
+    target; for a softmax classifier, one class label per unit.
+    """
+    from builder.layers import CategoryColumns
+
+    inputs = list(run.config.data.feature_names)
+    for layer in run.model.layers:
+        if isinstance(layer, CategoryColumns):
+            inputs = layer.output_names()
+            break
+    target = run.config.data.target
+    outputs = [target]
+    units = int(run.model.outputs[0].shape[-1])
+    if run.config.task == "classification":
+        from builder.predict import class_labels
+
+        classes = list(class_labels(run).classes)
+        if units == len(classes) and units > 1:
+            outputs = [f"p({label})" for label in classes]
+        elif units == 1:
+            outputs = [f"p({classes[-1]})"]
+    if len(outputs) != units:
+        outputs = [f"{target}[{j}]" for j in range(units)]
+    return inputs, outputs
+
+
 def _network_html(run: Run) -> str:
     from builder import plotting
     from builder.inspection import network_weights
 
+    inputs, outputs = network_names(run)
     image = _png(
         lambda path: plotting.plot_network(
             network_weights(run),
             path,
-            input_names=list(run.config.data.feature_names),
-            output_names=[run.config.data.target],
+            input_names=inputs,
+            output_names=outputs,
             standardized_inputs=run.config.data.normalize == "zscore",
         ),
         "the network and its weights",
@@ -398,12 +543,26 @@ def run_report(run: Run) -> str:
     name = run.config.name
     sections = [
         _section("metrics", "Test metrics and baselines", lambda: _metrics_html(run.metrics)),
-        _section("curves", "Learning curves", lambda: _curves_html(run)),
-        _section(
-            "predictions",
-            "Confusion matrix" if run.config.task == "classification" else "Predicted vs actual",
-            lambda: _predictions_html(run),
-        ),
+    ]
+    if run.config.task == "classification":
+        # Both plots draw the same scored test split: it is read and predicted once.
+        holdout = _Holdout(run)
+        sections += [
+            _section("classes", "Per-class scores", lambda: _per_class_html(run.metrics)),
+            _section("curves", "Learning curves", lambda: _curves_html(run)),
+            _section("predictions", "Confusion matrix", lambda: _confusion_html(run, holdout)),
+            _section(
+                "probabilities",
+                "Class probabilities",
+                lambda: _probabilities_html(run, holdout),
+            ),
+        ]
+    else:
+        sections += [
+            _section("curves", "Learning curves", lambda: _curves_html(run)),
+            _section("predictions", "Predicted vs actual", lambda: _predictions_html(run)),
+        ]
+    sections += [
         _section("network", "The network and its weights", lambda: _network_html(run)),
         _section("equation", "Learned equation", lambda: _equation_html(run)),
         _section("importance", "Permutation importance", lambda: _importance_html(run)),

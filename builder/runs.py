@@ -375,9 +375,7 @@ def read_json(path: Path, *, limit: int | None = None) -> dict[str, Any]:
     return data
 
 
-def load_model_file(
-    path: str | Path, *, width: int | None = None, units: int | None = None
-) -> Any:
+def load_model_file(path: str | Path, *, width: int | None = None, units: int | None = None) -> Any:
     """Load a ``.keras`` file safely, and only one that builder can use.
 
     Before Keras opens it: a regular file, a zip archive whose members declare at most
