@@ -34,15 +34,16 @@ def measure(path: Path) -> dict:
         "warnings": m["warnings"],
         "test": m["test"],
     }
-    lsq = m["baselines"]["least_squares"]
     if m["task"] == "regression":
+        lsq = m["baselines"]["least_squares"]
         out["mse_ratio"] = m["test"]["mse"] / lsq["mse"]
         if not run.config.model.layers:
             learned, _ = raw_equation(run.model, list(run.config.data.feature_names))
             gaps = [abs(learned[k] / v - 1) for k, v in lsq["coefficients"].items()]
             out["max_coefficient_gap"] = max(gaps)
     else:
-        out["majority_accuracy"] = m["baselines"]["mean_predictor"]["accuracy"]
+        out["majority_accuracy"] = m["baselines"]["majority_class"]["accuracy"]
+        out["logistic_accuracy"] = m["baselines"]["logistic"]["accuracy"]
     return out
 
 
@@ -62,7 +63,8 @@ def main() -> None:
         score = (
             f"{r['mse_ratio']:.5f}x"
             if "mse_ratio" in r
-            else f"accuracy {r['test']['accuracy']:.3f} (majority {r['majority_accuracy']:.2f})"
+            else f"accuracy {r['test']['accuracy']:.3f} (majority {r['majority_accuracy']:.2f}, "
+            f"logistic {r['logistic_accuracy']:.3f})"
         )
         stop = r["early_stopping"] or {}
         ran = f"{r['epochs_run']} of {r['epochs']}"
