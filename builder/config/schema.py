@@ -16,11 +16,13 @@ import yaml
 from pydantic import (
     AfterValidator,
     BaseModel,
+    BeforeValidator,
     ConfigDict,
     Discriminator,
     Field,
     PrivateAttr,
     Tag,
+    WithJsonSchema,
     field_validator,
     model_validator,
 )
@@ -353,7 +355,7 @@ class FeatureConfig(_Strict):
     unless declared categorical.
     """
 
-    name: Annotated[str, Field(min_length=1)]
+    name: str
     type: Literal["numeric", "categorical"] | None = Field(
         None, description="numeric or categorical; inferred from the file when not given."
     )
@@ -372,6 +374,13 @@ class FeatureConfig(_Strict):
     min_count: Annotated[int, Field(gt=0)] = Field(
         1, description="Categorical: values seen fewer times in training read as unseen."
     )
+
+    @field_validator("name")
+    @classmethod
+    def _a_name(cls, name: str) -> str:
+        if not name.strip():
+            raise rule_error("must name a column (a non-empty header name)")
+        return name
 
     @model_validator(mode="after")
     def _options_fit_the_type(self) -> FeatureConfig:
@@ -404,12 +413,34 @@ class FeatureConfig(_Strict):
         return self.name if set(given) <= {"name"} else given
 
 
+def _named(value: Any) -> Any:
+    if isinstance(value, str):
+        return {"name": value}
+    if not isinstance(value, dict):
+        raise rule_error(
+            "must be a column name, or a mapping with its name and options "
+            "({name: zip, type: categorical})",
+            received=repr(value),
+        )
+    return value
+
+
+# A feature entry: a column name, or a mapping with its name and options.
+FeatureEntry = Annotated[
+    FeatureConfig,
+    BeforeValidator(_named),
+    WithJsonSchema(
+        {"anyOf": [{"type": "string", "minLength": 1}, FeatureConfig.model_json_schema()]}
+    ),
+]
+
+
 class DataConfig(_Strict):
     """Where the data is and which columns are features and target."""
 
     path: str | None = Field(None, description="CSV path, relative to the config file.")
     # A name or a mapping; every entry is a FeatureConfig once validated.
-    features: Annotated[list[str | FeatureConfig], Field(min_length=1)]
+    features: Annotated[list[FeatureEntry], Field(min_length=1)]
     target: str
     split: SplitConfig = Field(default_factory=SplitConfig)
     normalize: Literal["zscore", "none"] = Field(
@@ -437,8 +468,7 @@ class DataConfig(_Strict):
 
     @field_validator("features")
     @classmethod
-    def _unique(cls, features: list[str | FeatureConfig]) -> list[FeatureConfig]:
-        features = [FeatureConfig(name=f) if isinstance(f, str) else f for f in features]
+    def _unique(cls, features: list[FeatureConfig]) -> list[FeatureConfig]:
         seen = set()
         for feature in features:
             if feature.name in seen:
@@ -492,6 +522,44 @@ class EarlyStoppingConfig(_Strict):
     restore_best_weights: bool = True
 
 
+def _class_weight(value: Any) -> Any:
+    # One rule for the union (pydantic would give one message per member).
+    if value is None or value == "balanced":
+        return value
+    rule = "must be balanced, or a mapping of class label to a weight above 0"
+    if not isinstance(value, dict) or not value:
+        raise rule_error(rule, received=f"class_weight={value!r}")
+    found: dict[str, float] = {}
+    for key, weight in value.items():
+        # YAML reads `{0: 2.0}` with an int key; labels are text, numbers written as the data's
+        # labels are (2, not 2.0).
+        number = isinstance(key, (int, float)) and not isinstance(key, bool)
+        label = number_text(key) if number else key
+        single = as_float32(weight) if isinstance(weight, (int, float)) else None
+        if not isinstance(label, str) or isinstance(weight, bool) or not single or single <= 0:
+            raise rule_error(rule, received=f"class_weight[{key!r}]={weight!r}")
+        found[label] = float(weight)
+    return found
+
+
+ClassWeight = Annotated[
+    Any,
+    BeforeValidator(_class_weight),
+    WithJsonSchema(
+        {
+            "anyOf": [
+                {"const": "balanced"},
+                {
+                    "type": "object",
+                    "additionalProperties": {"type": "number", "exclusiveMinimum": 0},
+                },
+                {"type": "null"},
+            ]
+        }
+    ),
+]
+
+
 class TrainingConfig(_Strict):
     """How to train: optimizer, loss, metrics, epochs, batches, seed."""
 
@@ -504,7 +572,7 @@ class TrainingConfig(_Strict):
     metrics: list[MetricName] | None = Field(
         None, description="Default: [mae] for regression, [accuracy] for classification."
     )
-    class_weight: Literal["balanced"] | dict[str, PositiveFloat32] | None = Field(
+    class_weight: ClassWeight = Field(
         None,
         description="Classification: balanced (n / (classes x count) per class), or "
         "{label: weight}; unlisted classes weigh 1.",
@@ -535,18 +603,6 @@ class TrainingConfig(_Strict):
         description="Regression: standardize the target for training; the model un-scales it.",
     )
     seed: Seed = 42
-
-    @field_validator("class_weight", mode="before")
-    @classmethod
-    def _label_keys(cls, value: Any) -> Any:
-        # YAML reads `{0: 2.0}` with an int key; labels are text, and numbers as the data's
-        # labels are written (2, not 2.0).
-        if isinstance(value, dict):
-            return {
-                number_text(k) if isinstance(k, (int, float)) and not isinstance(k, bool) else k: v
-                for k, v in value.items()
-            }
-        return value
 
     @field_validator("epochs", mode="before")
     @classmethod
