@@ -802,6 +802,7 @@ KINDS: dict[str, tuple[Callable[[Any], bool], str]] = {
 Rule = tuple[str, str | tuple[Any, ...], bool]
 
 _LEAST_SQUARES_METRICS = ("mse", "rmse", "mae", "r2", "accuracy", "auc")
+_CLASS_METRICS = ("accuracy", "macro_f1", "auc", "log_loss", "mse")
 
 #: What ``builder train`` writes to ``metrics.json``, as far as inspect, plot and runs read it.
 METRICS_RULES: tuple[Rule, ...] = (
@@ -813,6 +814,13 @@ METRICS_RULES: tuple[Rule, ...] = (
     ("baselines.least_squares.coefficients", "numbers", False),
     ("baselines.least_squares.intercept", "number", False),
     *((f"baselines.least_squares.{m}", "number?", False) for m in _LEAST_SQUARES_METRICS),
+    ("baselines.majority_class", "object", False),
+    ("baselines.majority_class.class", "string", False),
+    *((f"baselines.majority_class.{m}", "number?", False) for m in _CLASS_METRICS),
+    ("baselines.logistic", "metrics", False),
+    ("classes", "object", False),
+    ("classes.classes", "strings", False),
+    ("classes.per_class", "object", False),
     ("epochs", "count", False),
     ("epochs_run", "count", False),
     ("early_stopping", "object?", False),
@@ -828,6 +836,7 @@ METRICS_RULES: tuple[Rule, ...] = (
 #: plot (the data file's hash) and resume read it.
 MANIFEST_RULES: tuple[Rule, ...] = (
     ("name", "string", False),
+    ("classes", "strings", False),
     ("kind", ("train", "tune"), False),
     ("status", "string", False),
     ("started", "string", False),

@@ -402,3 +402,49 @@ def test_shipped_classifier_beats_the_majority_class_next_to_logistic(shipped_jo
     assert baselines["logistic"]["accuracy"] > baselines["majority_class"]["accuracy"]
     assert test["accuracy"] >= baselines["logistic"]["accuracy"] - 0.03
     assert run.metrics["warnings"] == []
+
+
+def test_validate_shows_what_training_will_infer(jobs_csv, tmp_path, capsys):
+    from builder.cli_common import validate
+
+    path = _config(jobs_csv, tmp_path)
+    assert validate([path]) == 0
+    out = capsys.readouterr().out
+    assert "job_title categorical (8 values)" in out and "remote categorical (2 values)" in out
+    raw = yaml.safe_load(path.read_text())
+    raw.update(task="classification", model={"output": {"units": 3, "activation": "softmax"}})
+    raw["data"].update(target="level", features=["age", "job_title"])
+    bad = write_yaml(tmp_path / "bad.yaml", raw)
+    assert validate([bad]) == 2
+    err = capsys.readouterr().err
+    assert "model.output.units must be 4 for the 4 classes of target column 'level'" in err
+
+
+def test_a_bare_model_file_names_its_columns_and_predicts_text(jobs_run, jobs_csv, tmp_path):
+    from builder.predict import predict
+    from builder.runs import load_run
+
+    bare = tmp_path / "jobs.keras"
+    bare.write_bytes((jobs_run.path / "model.keras").read_bytes())
+    run = load_run(bare)
+    assert run.config.data.feature_names == FEATURES
+    assert run.config.data.categorical == ["job_title", "region", "remote"]
+    rows = tmp_path / "rows.csv"
+    pd.read_csv(jobs_csv).head(20).to_csv(rows, index=False)
+    np.testing.assert_array_equal(
+        predict(run, rows)["predicted_y"].to_numpy(), predict(jobs_run, rows)["predicted_salary"]
+    )
+
+
+def test_streamed_text_columns_train_and_predict(jobs_csv, tmp_path):
+    run = builder.train(
+        _config(jobs_csv, tmp_path, data={"streaming": True}), runs_dir=tmp_path / "runs"
+    )
+    assert run.manifest["data"]["streaming"] is True
+    layer = run.model.get_layer("categories")
+    table = Table(jobs_csv, FEATURES, "salary", **OPTIONS, streamed=True)
+    assert layer.columns[2]["vocabulary"] == list(table.vocabularies["job_title"].values)
+    lsq = run.metrics["baselines"]["least_squares"]
+    assert set(lsq["coefficients"]) >= {
+        f"job_title={v}" for v in layer.columns[2]["vocabulary"][1:]
+    }
