@@ -779,6 +779,27 @@ def evaluate(
         table.add_column(name, justify="right")
     table.add_row(*[_fmt(v) for v in result["metrics"].values()])
     out.print(table)
+    if "classes" in result:
+        out.print(_classes_table(result["classes"]))
+    for name, count in result.get("unseen", {}).items():
+        _print(f"{name}: {count:,} values not seen in training (encoded as the average value)")
+
+
+def _classes_table(details: dict[str, Any]) -> Table:
+    # Per class: precision, recall, F1, support, and the row of the confusion matrix.
+    classes = details["classes"]
+    table = Table(title="per class (confusion matrix: rows true, columns predicted)")
+    for col in ("class", "precision", "recall", "f1", "support", *classes):
+        table.add_column(col, justify="left" if col == "class" else "right")
+    for label, row in zip(classes, details["confusion_matrix"], strict=True):
+        scores = details["per_class"][label]
+        table.add_row(
+            label,
+            *[_fmt(scores[k]) for k in ("precision", "recall", "f1")],
+            str(scores["support"]),
+            *[str(n) for n in row],
+        )
+    return table
 
 
 @app.command()
@@ -841,7 +862,8 @@ def plot(
         Path | None, typer.Option(help="Where PNGs go (default: the run directory).")
     ] = None,
 ) -> None:
-    """PNG plots: training curves and predictions of a run, or the activation functions."""
+    """PNG plots: training curves and predictions of a run (a classifier's confusion matrix and
+    class probabilities), or the activation functions."""
     with _errors(), _announce_backend():
         from builder import plotting
 
@@ -857,17 +879,22 @@ def plot(
         written = []
         if network:
             from builder.inspection import network_weights
+            from builder.report import network_names
 
+            inputs, outputs = network_names(run)
             written.append(
                 plotting.plot_network(
                     network_weights(run),
                     folder / "network.png",
-                    input_names=list(run.config.data.feature_names),
-                    output_names=[run.config.data.target],
+                    input_names=inputs,
+                    output_names=outputs,
                     standardized_inputs=run.config.data.normalize == "zscore",
                 )
             )
         else:
+            # The test split is scored before anything is drawn: a data file that has gone or
+            # changed leaves no plot half of the set behind.
+            draw_predictions = _test_split_plots(run, folder)
             if run.history is not None:
                 from builder.runs import early_stopping
 
@@ -879,19 +906,42 @@ def plot(
                         restored_epoch=stopping.get("restored_epoch"),
                     )
                 )
-            written.append(_plot_predictions(run, folder))
+            written.extend(draw_predictions())
         for path in written:
             _print(str(path))
 
 
-def _plot_predictions(run, folder: Path) -> Path:
+def _test_split_plots(run: Any, folder: Path) -> Any:
+    """Scores the run's test split now; the returned function (no arguments) draws its plots
+    and returns their paths: predicted vs actual (``predictions.png``) for regression, the
+    confusion matrix (``confusion.png``) and the class probabilities (``probabilities.png``)
+    for classification."""
     from builder import plotting
-    from builder.predict import holdout_predictions
 
-    y_true, y_pred = holdout_predictions(run)
-    return plotting.plot_predictions(
-        y_true, y_pred, folder / "predictions.png", target=run.config.data.target
-    )
+    target = run.config.data.target
+    if run.config.task != "classification":
+        from builder.predict import holdout_predictions
+
+        y_true, y_pred = holdout_predictions(run)
+        return lambda: [
+            plotting.plot_predictions(y_true, y_pred, folder / "predictions.png", target=target)
+        ]
+    from builder.data.classes import predicted_class
+    from builder.predict import class_labels, holdout_split
+    from builder.training import predict_probabilities
+
+    x, y = holdout_split(run, "plot")
+    codes = y.astype("int64")
+    probabilities = predict_probabilities(run.model, x)
+    classes = list(class_labels(run).classes)
+    return lambda: [
+        plotting.plot_confusion(
+            codes, predicted_class(probabilities), classes, folder / "confusion.png", target=target
+        ),
+        plotting.plot_class_probabilities(
+            codes, probabilities, classes, folder / "probabilities.png", target=target
+        ),
+    ]
 
 
 @app.command()
@@ -976,7 +1026,9 @@ def explain_lines(result: dict[str, Any]) -> list[str]:
     from builder.explain import MAX_NEURONS_SHOWN, MAX_TERMS_SHOWN, top_indices
 
     lines = [f"{result['name']}: row {result['row']} of {result['data']}"]
-    normalized = any(item["scale"] is not None for item in result["inputs"])
+    normalized = any(
+        item["scale"] is not None and item.get("type") != "categorical" for item in result["inputs"]
+    )
     lines.append(
         "inputs (raw -> normalized: (raw - training mean) / training std):"
         if normalized
@@ -985,7 +1037,16 @@ def explain_lines(result: dict[str, Any]) -> list[str]:
     width = max(len(item["name"]) for item in result["inputs"])
     for item in result["inputs"]:
         shown = f"  {item['name']:<{width}}  {_fmt(item['raw']):>10}"
-        if item["scale"] is not None:
+        if item.get("type") == "categorical":
+            # Its text, the vocabulary's code for it, and what the model makes of the code.
+            if item["unseen"]:
+                how = "unseen in training: encoded as the training frequencies"
+            elif item["encoding"] == "one_hot":
+                how = f"one-hot: {next(iter(item['encoded']))} = 1"
+            else:
+                how = f"embedding row of {item['category']!r}"
+            shown += f"  -> code {_fmt(item['code'])} ({how})"
+        elif item["scale"] is not None:
             shown += f"  -> {_fmt(item['value'])}"
         lines.append(shown)
     for layer in result["layers"]:
@@ -998,6 +1059,9 @@ def explain_lines(result: dict[str, Any]) -> list[str]:
                 f"; the {len(keep)} that move the next layer most for this row "
                 f"({left} left out; explain --json has all)"
             )
+        zeros = layer.get("inputs_left_out", 0)
+        if zeros:
+            head += f"; its {zeros} one-hot inputs that are 0 for this row are left out"
         lines.append(head)
         for j in keep:
             lines.append("  " + _neuron_text(neurons[j], layer["type"], MAX_TERMS_SHOWN))
@@ -1054,10 +1118,17 @@ def _explain_outcome(result: dict[str, Any]) -> list[str]:
             f"(the network learns a standardized {target})"
         )
     if result["task"] == "classification":
-        logits = ", ".join(_fmt(v) for v in result["logits"])
+        from builder.explain import MAX_NEURONS_SHOWN, top_indices
+
+        logits = ", ".join(_fmt(v) for v in result["logits"][: MAX_NEURONS_SHOWN + 1])
+        more = len(result["logits"]) - MAX_NEURONS_SHOWN - 1
+        logits += f" ... ({more} more; explain --json has all)" if more > 0 else ""
         lines.append(f"logit{'s' if len(result['logits']) > 1 else ''}: {logits}")
-        shown = "  ".join(f"{k}: {_fmt(v)}" for k, v in result["probabilities"].items())
-        lines.append(f"class probabilities: {shown}")
+        items = list(result["probabilities"].items())
+        keep, left = top_indices([p for _, p in items], MAX_NEURONS_SHOWN)
+        shown = "  ".join(f"{items[i][0]}: {_fmt(items[i][1])}" for i in keep)
+        head = f" (the {len(keep)} most probable of {len(items)})" if left else ""
+        lines.append(f"class probabilities{head}: {shown}")
     seen = "" if actual is None else f" (actual {_fmt(actual)})"
     lines.append(f"prediction: {target} = {_fmt(result['prediction'])}{seen}")
     contributions = result.get("contributions")
@@ -1065,10 +1136,17 @@ def _explain_outcome(result: dict[str, Any]) -> list[str]:
         lines.append(f"contributions to {target} (raw units: coefficient x value):")
         width = max(len(name) for name in [*contributions, "intercept"])
         coefficients = result["coefficients"]
-        raw = {item["name"]: item["raw"] for item in result["inputs"]}
+        inputs = {item["name"]: item for item in result["inputs"]}
         for name, value in sorted(contributions.items(), key=lambda kv: -abs(kv[1])):
+            item = inputs[name]
+            if item.get("type") == "categorical":
+                # The category's whole effect: its one-hot weight (or embedding row's sum).
+                what = "unseen (training frequencies)" if item["unseen"] else item["category"]
+                lines.append(f"  {name:<{width}}  {what}: {_fmt(value)}")
+                continue
             lines.append(
-                f"  {name:<{width}}  {_fmt(coefficients[name])} x {_fmt(raw[name])} = {_fmt(value)}"
+                f"  {name:<{width}}  {_fmt(coefficients[name])} x {_fmt(item['raw'])} = "
+                f"{_fmt(value)}"
             )
         lines.append(f"  {'intercept':<{width}}  {_fmt(result['intercept'])}")
         total = sum(contributions.values()) + result["intercept"]
@@ -1084,11 +1162,14 @@ def _importance_table(result: dict[str, Any]) -> Table:
         f"shuffles of {result['rows']} rows, seed {result['seed']})",
         title_justify="left",
     )
-    for col in ("feature", "mean increase", "std", "of the loss"):
-        table.add_column(col, justify="left" if col == "feature" else "right")
+    # A categorical feature is shuffled as one column of categories, so it has one row.
+    typed = any(item.get("type") == "categorical" for item in result["features"])
+    for col in ("feature", *(["type"] if typed else []), "mean increase", "std", "of the loss"):
+        table.add_column(col, justify="left" if col in ("feature", "type") else "right")
     for item in result["features"]:
         share = f"{item['relative']:.1%}"
-        table.add_row(item["name"], _fmt(item["mean"]), _fmt(item["std"]), share)
+        kind = [item.get("type", "numeric")] if typed else []
+        table.add_row(item["name"], *kind, _fmt(item["mean"]), _fmt(item["std"]), share)
     return table
 
 

@@ -96,6 +96,14 @@ def _section(anchor: str, title: str, body: Callable[[], str]) -> tuple[str, str
         content = body()
     except BuilderError as error:
         content = f'<p class="note">Not shown: {_e(error)}</p>'
+    except Exception as error:  # noqa: BLE001
+        # A bug in one part (not a refusal builder explains) still leaves the rest of the
+        # page; the note names it so that it is reported, not mistaken for a missing file.
+        message = str(error).strip().splitlines()[0][:300] if str(error).strip() else ""
+        content = (
+            f'<p class="warning">Not shown: this part failed with {_e(type(error).__name__)}'
+            f"{': ' + _e(message) if message else ''} (a bug in builder).</p>"
+        )
     return anchor, title, content
 
 
@@ -168,9 +176,11 @@ def _metrics_html(metrics: dict[str, Any]) -> str:
     rows.append(
         "<tr><td>network</td>" + "".join(_cell(test[n], f"test.{n}") for n in names) + "</tr>"
     )
-    # Whichever baselines the run recorded, in their recorded order: a regression run has the
-    # mean predictor and least squares, a classifier the majority class and logistic regression.
-    for key, baseline in base.items():
+    # Whichever baselines the run recorded: a regression run has the mean predictor and least
+    # squares, a classifier the majority class and logistic regression; the trivial one first.
+    known = [key for key in BASELINE_NAMES if key in base]
+    for key in known + sorted(set(base) - set(known)):
+        baseline = base[key]
         if not isinstance(baseline, dict):
             continue
         cells = "".join(
@@ -356,13 +366,9 @@ def network_names(run: Run) -> tuple[list[str], list[str]]:
     reads (``feature=value`` for one-hot, ``feature[i]`` for an embedding). Outputs are the
     target; for a softmax classifier, one class label per unit.
     """
-    from builder.layers import CategoryColumns
+    from builder.inspection import first_layer_inputs
 
-    inputs = list(run.config.data.feature_names)
-    for layer in run.model.layers:
-        if isinstance(layer, CategoryColumns):
-            inputs = layer.output_names()
-            break
+    inputs = first_layer_inputs(run)
     target = run.config.data.target
     outputs = [target]
     units = int(run.model.outputs[0].shape[-1])
