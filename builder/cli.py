@@ -950,6 +950,7 @@ def runs(
     as_json: JsonOpt = False,
 ) -> None:
     """Past runs, newest first: trainings with their test metric, searches with their best."""
+    from builder.compare import baseline_ratio, headline
     from builder.runs import json_text, list_runs
 
     with _errors():  # a runs directory that is a file; a damaged run is a row, not an error
@@ -975,12 +976,12 @@ def runs(
             table.add_row(run_id, row["status"], "", _tune_result(row["tune"]))
             continue
         test = row["test"]
-        key = "mse" if "r2" in test else "accuracy"
-        lsq = row["baselines"].get("least_squares", {}).get(key)
+        key = headline(test)
         value = test.get(key)
         shown = f"test {key} {_fmt(value)}" if value is not None else ""
-        if value is not None and lsq:
-            shown += f" ({value / lsq:.3f}x least squares)"
+        ratio = baseline_ratio({"test": test, "baselines": row["baselines"]})
+        if value is not None and ratio:
+            shown += f" ({ratio['ratio']:.3f}x {ratio['baseline'].replace('_', ' ')})"
         table.add_row(run_id, row["status"], str(row["epochs"] or ""), shown)
     out.print(table, width=_screen_width())
 
