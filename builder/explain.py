@@ -8,20 +8,23 @@ The trace is computed from the layers' weights in numpy (float64), never through
 ``model.predict``, so it can be checked against the model (``tests/test_explain.py`` does, on
 every shipped config).
 
-How it is put together, so that other kinds of input can join later: a row first becomes the
-network's *inputs* (``row_inputs``: one named input per value the model's first layer takes; a
-numeric feature is one input, its raw value and, through the model's ``Normalization``, its
-normalized value). ``forward`` then takes those values through *steps*, one per layer that
-computes something: a ``Dense`` layer (with the activation layer that directly follows a linear
-one, such as builder's threshold, folded in: that is the neuron the config describes), or an
-element-wise layer (activation, threshold, batch normalization, dropout). A final ``Rescaling``
-is the target scaling, which puts the output back in the target's units.
+How it is put together: a row first becomes the network's *inputs* (``row_inputs``: one value
+per feature; a numeric feature is its raw value and, through the model's ``Normalization``, its
+normalized value; a categorical feature is its text, coded with the model's vocabulary as
+``predict`` codes it). The model's ``CategoryColumns`` layer (``builder.layers``), when there is
+one, turns each categorical code into its one-hot block (or its embedding row): those encoded
+columns (``job_title=nurse``) are what the first layer takes. ``forward`` then takes the values
+through *steps*, one per layer that computes something: a ``Dense`` layer (with the activation
+layer that directly follows a linear one, such as builder's threshold, folded in: that is the
+neuron the config describes), or an element-wise layer (activation, threshold, batch
+normalization, dropout). A final ``Rescaling`` is the target scaling, which puts the output back
+in the target's units.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -29,6 +32,7 @@ from typing import Any
 import numpy as np
 
 from builder.errors import DataError, RunError
+from builder.predict import class_labels, vocabularies_of
 from builder.runs import Run
 
 #: The neurons per layer, and the terms per neuron, that the text shows (``--json`` has all).
@@ -132,9 +136,14 @@ class Step:
 class Trace:
     """What ``forward`` computed for a batch of rows."""
 
-    inputs: list[dict[str, Any]]  # per input: name, mean, scale (None without normalization)
-    raw: np.ndarray  # (rows, n_inputs), as given
-    normalized: np.ndarray  # (rows, n_inputs), what the first step receives
+    # Per input: name, type (numeric or categorical), mean and scale (None without
+    # normalization); a categorical one also its encoding and the (start, stop) of its columns
+    # in ``encoded``.
+    inputs: list[dict[str, Any]]
+    raw: np.ndarray  # (rows, n_inputs), as given (codes in categorical columns)
+    normalized: np.ndarray  # (rows, n_inputs), after the model's Normalization
+    encoded: np.ndarray  # (rows, encoded_width), what the first step receives
+    encoded_names: list[str]  # the name of each encoded column (a feature's, or job_title=nurse)
     steps: list[Step]
     network_output: np.ndarray  # (rows, units): the last step's output
     target_scaling: dict[str, float] | None  # scale and offset of a final Rescaling
@@ -169,9 +178,11 @@ def forward(model: Any, x: np.ndarray, input_names: Sequence[str]) -> Trace:
     """Take rows of raw inputs through the model's layers in numpy, keeping every value.
 
     Args:
-        model: a builder model (``keras.Sequential``): Normalization, Dense, Activation,
-            Threshold, BatchNormalization, Dropout and Rescaling layers.
-        x: raw input values, shape ``(rows, len(input_names))``.
+        model: a builder model (``keras.Sequential``): Normalization, CategoryColumns, Dense,
+            Activation, Threshold, BatchNormalization, Dropout and Rescaling layers.
+        x: raw input values, shape ``(rows, len(input_names))``; a categorical column holds
+            the model's codes (``c >= 1``: its vocabulary's ``c``-th value; anything else
+            counts as unseen, as in ``CategoryColumns``).
         input_names: the name of each input (the config's features).
 
     Returns:
@@ -182,10 +193,12 @@ def forward(model: Any, x: np.ndarray, input_names: Sequence[str]) -> Trace:
     """
     import keras
 
+    from builder.layers import CategoryColumns
+
     x = np.asarray(x, np.float64)
     layers = list(model.layers)
     names = list(input_names)
-    inputs = [{"name": n, "mean": None, "scale": None} for n in names]
+    inputs = [{"name": n, "type": "numeric", "mean": None, "scale": None} for n in names]
     values = x
     if layers and isinstance(layers[0], keras.layers.Normalization):
         mean, scale = _normalization(layers.pop(0))
@@ -193,6 +206,11 @@ def forward(model: Any, x: np.ndarray, input_names: Sequence[str]) -> Trace:
             item.update(mean=float(mean[i]), scale=float(scale[i]))
         values = (x - mean) / scale
     normalized = values
+    if layers and isinstance(layers[0], CategoryColumns):
+        layer = layers.pop(0)
+        values = _category_columns(model, layer, values, inputs)
+        names = layer.output_names()
+    encoded, encoded_names = values, list(names)
     scaling = None
     if layers and isinstance(layers[-1], keras.layers.Rescaling):
         last = layers.pop()
@@ -213,7 +231,45 @@ def forward(model: Any, x: np.ndarray, input_names: Sequence[str]) -> Trace:
         steps.append(step)
         values, names = step.output, step.neuron_names
     output = values if scaling is None else values * scaling["scale"] + scaling["offset"]
-    return Trace(inputs, x, normalized, steps, values, scaling, output)
+    return Trace(inputs, x, normalized, encoded, encoded_names, steps, values, scaling, output)
+
+
+def _category_columns(
+    model: Any, layer: Any, values: np.ndarray, inputs: list[dict[str, Any]]
+) -> np.ndarray:
+    """``CategoryColumns`` in numpy: numeric columns pass, a categorical code becomes its
+    one-hot block or embedding row, an unseen code the training frequencies' average of them."""
+    from builder.inspection import category_blocks
+
+    if len(layer.columns) != values.shape[1]:
+        raise RunError(
+            f"explain needs one input per column of layer {layer.name!r} "
+            f"({len(layer.columns)}). Received: {values.shape[1]}"
+        )
+    pieces = []
+    start = 0
+    blocks = category_blocks(model, len(layer.columns))
+    for i, (column, block) in enumerate(zip(layer.columns, blocks, strict=True)):
+        value = values[:, i]
+        if block is None:
+            pieces.append(value[:, None])
+            start += 1
+            continue
+        categories, table = block  # (V, width): the identity, or the embedding matrix
+        counts = np.asarray(column["counts"], np.float64)
+        average = (counts / counts.sum()) @ table
+        # The layer's rule: a whole number in 1..V is a category, anything else (NaN, inf,
+        # 2.5, 0, V + 1) is unseen.
+        with np.errstate(invalid="ignore"):
+            known = (value == np.round(value)) & (value >= 1) & (value <= len(categories))
+        index = np.where(known, value, 1.0).astype(np.int64) - 1
+        pieces.append(np.where(known[:, None], table[index], average))
+        width = table.shape[1]
+        inputs[i].update(
+            type="categorical", encoding=column["encoding"], columns=(start, start + width)
+        )
+        start += width
+    return np.hstack(pieces)
 
 
 def _normalization(layer: Any) -> tuple[np.ndarray, np.ndarray]:
@@ -279,17 +335,23 @@ def _step(layer: Any, values: np.ndarray, names: list[str]) -> Step:
 def row_inputs(run: Run, path: str | Path, row: int = 0) -> dict[str, Any]:
     """One row of a CSV as the model's raw inputs: the config's features, read by name.
 
-    Empty cells follow ``data.missing`` as ``predict`` does (``mean`` fills them with the
-    training means the model's normalization holds; otherwise they are an error).
+    A categorical feature is read as text and coded with the model's vocabulary, as ``predict``
+    codes it: a value the vocabulary does not hold is code 0 (unseen), or an error under
+    ``data.unknown: error``. Empty cells follow ``data.missing`` as ``predict`` does (``mean``
+    fills a numeric one with the training mean the model's normalization holds, a categorical
+    one with its most frequent training value; otherwise they are an error).
 
     Returns:
-        ``row``, ``values`` (one float per feature, in the config's order) and ``actual``
-        (the target's value when the CSV has that column, else None).
+        ``row``, ``values`` (one float per feature, in the config's order: a categorical
+        feature's code), ``text`` ({categorical feature: its text as in the file, stripped})
+        and ``actual`` (the target's value when the CSV has that column, else None: a number
+        for regression, the class label for classification).
 
     Raises:
         DataError: the file or a column is missing, a value is bad, or the row does not exist.
     """
     from builder import data as data_mod
+    from builder.data.columns import check_seen
 
     path = Path(path)
     if isinstance(row, bool) or not isinstance(row, int) or row < 0:
@@ -297,18 +359,40 @@ def row_inputs(run: Run, path: str | Path, row: int = 0) -> dict[str, Any]:
     config = run.config
     features = list(config.data.feature_names)
     target = config.data.target
+    classification = config.task == "classification"
+    vocabularies = vocabularies_of(run.model)
     header = data_mod.checked_header(path)
-    columns = [*features, *([target] if target in header and target not in features else [])]
+    with_target = target in header and target not in features
+    columns = [*features, *([target] if with_target else [])]
+    text_columns = [name for name in features if name in vocabularies]
+    if with_target and classification:
+        text_columns.append(target)  # a label: text, whatever it looks like
     policy = "mean" if config.data.missing == "mean" else "error"
     # The target may be empty in a file to predict for; only the features follow the policy.
-    read_policy = "drop" if policy == "error" and len(columns) > len(features) else policy
+    read_policy = "drop" if policy == "error" and with_target else policy
     rows = 0
-    for numeric, _ in data_mod.read_column_chunks(path, columns, missing=read_policy, text=False):
+    for numeric, _ in data_mod.read_column_chunks(
+        path, columns, missing=read_policy, text=False, text_columns=text_columns
+    ):
         rows += len(numeric)
         if row not in numeric.index:
             continue
-        values = numeric.loc[row, features].to_numpy(np.float64)
-        holes = np.isnan(values)
+        cells = numeric.loc[row]
+        values: list[float] = []
+        text: dict[str, str | None] = {}
+        for name in features:
+            vocabulary = vocabularies.get(name)
+            if vocabulary is None:
+                values.append(float(cells[name]))
+                continue
+            cell = np.array([cells[name]], dtype=object)
+            code = vocabulary.codes(cell)
+            if config.data.unknown == "error":
+                check_seen(path, name, vocabulary, cell, code, np.array([row]))
+            values.append(float(code[0]))
+            text[name] = cell[0]
+        found = np.asarray(values, np.float64)
+        holes = np.isnan(found)
         if holes.any():
             if policy != "mean":
                 name = features[int(np.flatnonzero(holes)[0])]
@@ -317,15 +401,31 @@ def row_inputs(run: Run, path: str | Path, row: int = 0) -> dict[str, Any]:
                     f"row {row} (set data.missing to mean to fill it). Received: an empty cell"
                 )
             fill = _training_means(run)
-            values = np.where(holes, fill, values)
-        actual = float(numeric.loc[row, target]) if target in numeric.columns else None
-        if actual is not None and not math.isfinite(actual):
-            actual = None
-        return {"row": row, "values": values.tolist(), "actual": actual}
+            for i, name in enumerate(features):
+                if holes[i] and name in vocabularies:
+                    # predict's fill: the most frequent training value, code 1.
+                    fill[i] = 1.0
+                    text[name] = vocabularies[name].values[0]
+            found = np.where(holes, fill, found)
+        actual = _actual(run, cells[target]) if with_target else None
+        return {"row": row, "values": found.tolist(), "text": text, "actual": actual}
     raise DataError(
         f"--row must be below the number of data rows of {path}. Received: row={row} "
         f"({rows} data rows)"
     )
+
+
+def _actual(run: Run, cell: Any) -> float | str | None:
+    """The target cell as a regression's number or a classifier's label (None when empty)."""
+    if run.config.task != "classification":
+        actual = float(cell)
+        return actual if math.isfinite(actual) else None
+    if cell is None:
+        return None
+    labels = class_labels(run)
+    code = labels.codes(np.array([cell], dtype=object))[0]
+    # A label the model was not trained on is shown as written.
+    return labels.classes[int(code)] if np.isfinite(code) else str(cell)
 
 
 def _training_means(run: Run) -> np.ndarray:
@@ -349,28 +449,49 @@ def explain(run: Run, path: str | Path, row: int = 0) -> dict[str, Any]:
         See ``explain_values``; with ``data`` (the CSV) and ``row`` added.
     """
     found = row_inputs(run, path, row)
-    result = explain_values(run, found["values"], actual=found["actual"])
+    result = explain_values(run, found["values"], actual=found["actual"], text=found["text"])
     return {"data": str(path), "row": row, **result}
 
 
 def explain_values(
-    run: Run, values: Sequence[float], *, actual: float | None = None
+    run: Run,
+    values: Sequence[float],
+    *,
+    actual: float | str | None = None,
+    text: Mapping[str, str | None] | None = None,
 ) -> dict[str, Any]:
     """One row of raw feature values through the network.
 
+    Args:
+        run: a loaded run (or bare model file).
+        values: one value per feature, in the config's order; a categorical feature's code.
+        actual: the target's value, if known (a classifier's: its label).
+        text: each categorical feature's text as read (default: the value its code stands for).
+
     Returns:
-        ``name``, ``task``, ``target``, ``inputs`` (per feature: ``name``, ``raw``, ``value`` as
-        the first layer receives it, and the normalization's ``mean`` and ``scale``),
-        ``layers`` (per step: ``name``, ``type``, ``activation``, ``keras_layers``, ``units``
-        and ``neurons``, each with ``name``, ``inputs`` (``name``, ``value``, and ``raw`` in the
-        first layer), ``weights``, ``bias``, ``weighted_sum``, ``activation``, ``output``,
-        ``threshold`` for threshold units, and ``influence``: how much it moves the next layer
-        for this row, ``|output| x sum |outgoing weights|``), ``network_output``,
-        ``target_scaling`` (``scale``, ``offset``) or None, ``output`` (what the model returns),
-        ``prediction`` (regression: in the target's units; classification: the class),
-        ``actual``. Classification adds ``logits`` and ``probabilities`` ({label: p}); a
-        regression with no hidden layer adds ``contributions`` ({feature: coefficient x raw
-        value}, target units) and ``intercept``, which add up to the prediction.
+        ``name``, ``task``, ``target``, ``inputs`` (per feature: ``name``, ``type``, ``raw``,
+        ``value`` as the model's normalization passes it on, and the normalization's ``mean``
+        and ``scale``; a categorical feature's ``raw`` is its text, and it adds ``code``,
+        ``category`` (the vocabulary value the code stands for, None when unseen),
+        ``unseen``, ``encoding`` and ``encoded`` ({encoded column: value}: the active one-hot
+        column, every column's training frequency for an unseen value, or the embedding
+        row)), ``layers`` (per step: ``name``, ``type``, ``activation``, ``keras_layers``,
+        ``units``, ``inputs_left_out`` (one-hot inputs that are 0 for this row, left out of
+        the first layer's neurons: their terms are 0) and ``neurons``, each with ``name``,
+        ``inputs`` (``name``, ``value``; in the first layer ``raw``, and ``feature`` for an
+        encoded column), ``weights`` (one per listed input), ``bias``, ``weighted_sum``,
+        ``activation``, ``output``, ``threshold`` for threshold units, and ``influence``: how
+        much it moves the next layer for this row, ``|output| x sum |outgoing weights|``),
+        ``network_output``, ``target_scaling`` (``scale``, ``offset``) or None, ``output``
+        (what the model returns), ``prediction`` (regression: in the target's units;
+        classification: the most probable class's label), ``actual``. Classification adds
+        ``logits`` and ``probabilities`` ({label: p}, for one sigmoid unit as for softmax
+        units); a regression with no hidden layer adds ``contributions``, ``coefficients``
+        and ``intercept`` (see ``linear_contributions``), which add up to the prediction.
+
+    Raises:
+        DataError: not one value per feature.
+        RunError: the model has a layer or activation the trace does not know.
     """
     config = run.config
     features = list(config.data.feature_names)
@@ -380,15 +501,13 @@ def explain_values(
             f"explain needs one value per feature ({len(features)}). Received: {x.shape[1]}"
         )
     trace = forward(run.model, x, features)
-    inputs = [
-        {**item, "raw": float(trace.raw[0, i]), "value": float(trace.normalized[0, i])}
-        for i, item in enumerate(trace.inputs)
-    ]
-    raw_of = {item["name"]: item["raw"] for item in inputs}
+    vocabularies = vocabularies_of(run.model)
+    inputs = [_input_data(trace, i, vocabularies, text or {}) for i in range(len(features))]
     layers = []
     for index, step in enumerate(trace.steps):
         following = trace.steps[index + 1] if index + 1 < len(trace.steps) else None
-        layers.append(_layer_data(step, following, raw_of if index == 0 else None))
+        first = _first_layer_inputs(trace, inputs, step) if index == 0 else None
+        layers.append(_layer_data(step, following, first))
     output = trace.output[0].tolist()
     task = config.task or "regression"
     result: dict[str, Any] = {
@@ -404,16 +523,70 @@ def explain_values(
         "actual": actual,
     }
     if task == "classification":
-        result.update(_classification(trace))
+        result.update(_classification(run, trace))
     else:
         result["prediction"] = output[0]
-        contributions = linear_contributions(run, trace.raw[0])
+        contributions = _contributions(run, trace)
         if contributions is not None:
             result.update(contributions)
     return result
 
 
-def _layer_data(step: Step, following: Step | None, raw_of: dict[str, float] | None) -> dict:
+def _input_data(
+    trace: Trace, i: int, vocabularies: Mapping[str, Any], text: Mapping[str, str | None]
+) -> dict[str, Any]:
+    item = trace.inputs[i]
+    raw, value = float(trace.raw[0, i]), float(trace.normalized[0, i])
+    found: dict[str, Any] = {"name": item["name"], "type": item["type"]}
+    found.update(mean=item["mean"], scale=item["scale"])
+    if item["type"] != "categorical":
+        return {**found, "raw": raw, "value": value}
+    start, stop = item["columns"]
+    encoded = trace.encoded[0, start:stop]
+    names = trace.encoded_names[start:stop]
+    values = vocabularies[item["name"]].values
+    # The category is what the layer sees: the code as the normalization passes it on.
+    seen = value.is_integer() and 1 <= value <= len(values)
+    category = values[int(value) - 1] if seen else None
+    code: float | int = int(raw) if raw.is_integer() else raw
+    one_hot = item["encoding"] == "one_hot"
+    return {
+        **found,
+        "raw": text.get(item["name"], category),
+        "code": code,
+        "category": category,
+        "unseen": not seen,
+        "encoding": item["encoding"],
+        "value": value,
+        "encoded": {
+            n: float(v) for n, v in zip(names, encoded, strict=True) if v != 0 or not one_hot
+        },
+    }
+
+
+def _first_layer_inputs(
+    trace: Trace, inputs: list[dict[str, Any]], step: Step
+) -> tuple[list[dict[str, Any]], list[bool]]:
+    """Per input of the first step: what its entries add (``feature``, ``raw``), and whether
+    its neurons list it (a Dense step leaves out the one-hot columns that are 0 for the row)."""
+    extras: list[dict[str, Any]] = []
+    listed: list[bool] = []
+    for item in inputs:
+        if item["type"] != "categorical":
+            extras.append({"raw": item["raw"]})
+            listed.append(True)
+            continue
+        start, stop = next(t["columns"] for t in trace.inputs if t["name"] == item["name"])
+        for k in range(start, stop):
+            extras.append({"feature": item["name"], "raw": item["raw"]})
+            active = item["encoding"] != "one_hot" or trace.encoded[0, k] != 0
+            listed.append(active or step.elementwise)
+    return extras, listed
+
+
+def _layer_data(
+    step: Step, following: Step | None, first: tuple[list[dict], list[bool]] | None
+) -> dict:
     row = 0
     out = step.output[row]
     if following is None:
@@ -422,18 +595,23 @@ def _layer_data(step: Step, following: Step | None, raw_of: dict[str, float] | N
         influence = np.abs(out * following.weights[0])
     else:
         influence = np.abs(out) * np.abs(following.weights).sum(axis=1)
+    extras, listed = first if first is not None else (None, None)
+    kept = [k for k in range(step.inputs.shape[1]) if listed is None or listed[k]]
     neurons = []
     for j, name in enumerate(step.neuron_names):
         if step.elementwise:
-            ins = [(step.input_names[j], float(step.inputs[row, j]))]
-            weights = [float(step.weights[0, j])]
+            ins, weights = [j], [float(step.weights[0, j])]
         else:
-            ins = list(zip(step.input_names, step.inputs[row].tolist(), strict=True))
-            weights = step.weights[:, j].tolist()
+            ins, weights = kept, step.weights[kept, j].tolist()
         neuron = {
             "name": name,
             "inputs": [
-                {"name": n, **({"raw": raw_of[n]} if raw_of else {}), "value": v} for n, v in ins
+                {
+                    "name": step.input_names[k],
+                    **(extras[k] if extras is not None else {}),
+                    "value": float(step.inputs[row, k]),
+                }
+                for k in ins
             ],
             "weights": weights,
             "bias": float(step.bias[j]),
@@ -451,49 +629,80 @@ def _layer_data(step: Step, following: Step | None, raw_of: dict[str, float] | N
         "activation": step.activation,
         "keras_layers": step.keras_layers,
         "units": len(neurons),
+        "inputs_left_out": 0 if step.elementwise else step.inputs.shape[1] - len(kept),
         "neurons": neurons,
     }
 
 
-def class_labels(units: int) -> list[str]:
-    """The labels of a classifier's classes: ``0`` and ``1`` for one output unit."""
-    return ["0", "1"] if units == 1 else [str(j) for j in range(units)]
+def _classification(run: Run, trace: Trace) -> dict[str, Any]:
+    from builder.data.classes import predicted_class
+    from builder.training import class_probabilities
 
-
-def _classification(trace: Trace) -> dict[str, Any]:
-    out = trace.output[0]
-    logits = trace.steps[-1].weighted_sum[0].tolist() if trace.steps else out.tolist()
-    labels = class_labels(len(out))
-    if len(out) == 1:  # one unit: the probability of class 1
-        p = float(out[0])
-        probabilities = {labels[0]: 1.0 - p, labels[1]: p}
-        prediction = labels[1] if p >= 0.5 else labels[0]
-    else:
-        probabilities = dict(zip(labels, out.tolist(), strict=True))
-        prediction = labels[int(np.argmax(out))]
-    return {"logits": logits, "probabilities": probabilities, "prediction": prediction}
+    out = trace.output
+    logits = trace.steps[-1].weighted_sum[0].tolist() if trace.steps else out[0].tolist()
+    labels = class_labels(run).classes
+    probabilities = class_probabilities(out)
+    if probabilities.shape[1] != len(labels):
+        raise RunError(
+            f"explain needs one class label per class probability ({probabilities.shape[1]}). "
+            f"Received: {len(labels)} labels recorded"
+        )
+    # predict's rule (ties: the lower class), so that explain and predict name the same class.
+    chosen = int(predicted_class(probabilities)[0])
+    return {
+        "logits": logits,
+        "probabilities": dict(zip(labels, probabilities[0].tolist(), strict=True)),
+        "prediction": labels[chosen],
+    }
 
 
 def linear_contributions(run: Run, raw: Sequence[float]) -> dict[str, Any] | None:
     """Each feature's share of a no-hidden-layer regression's prediction, in the target's units.
 
+    Args:
+        run: a loaded run (or bare model file).
+        raw: one raw value per feature (a categorical feature's code).
+
     Returns:
-        ``contributions`` ({feature: coefficient x raw value}, with the raw-unit coefficients of
-        ``builder.inspection.raw_equation``) and ``intercept``, which add up to the prediction;
-        None for a model with hidden layers or a classifier.
+        ``contributions`` ({feature: share}: a numeric feature's raw-unit coefficient x its raw
+        value; a categorical feature's one-hot block (or embedding row) times its weights, in
+        the target's units: its category's whole effect), ``coefficients`` (as
+        ``builder.inspection.raw_equation`` gives them: a categorical feature's per category,
+        relative to its most frequent one) and ``intercept`` (the rest of the prediction: with
+        categorical features not the equation's intercept, which also holds the most frequent
+        categories' effects); contributions and intercept add up to the prediction. None for a
+        model with hidden layers or a classifier.
     """
+    features = list(run.config.data.feature_names)
+    trace = forward(run.model, np.asarray(raw, np.float64).reshape(1, -1), features)
+    return _contributions(run, trace)
+
+
+def _contributions(run: Run, trace: Trace) -> dict[str, Any] | None:
     from builder.inspection import is_linear, raw_equation
 
     if (run.config.task or "regression") != "regression" or not is_linear(run.model):
         return None
     features = list(run.config.data.feature_names)
-    coefficients, intercept = raw_equation(run.model, features)
-    values = dict(zip(features, np.asarray(raw, np.float64).tolist(), strict=True))
-    return {
-        "contributions": {name: coefficients[name] * values[name] for name in features},
-        "coefficients": coefficients,
-        "intercept": intercept,
-    }
+    coefficients, _ = raw_equation(run.model, features)
+    (step,) = trace.steps  # is_linear: the output Dense layer is the only step
+    w, b = step.weights[:, 0], float(step.bias[0])
+    scaling = trace.target_scaling or {"scale": 1.0, "offset": 0.0}
+    scale = scaling["scale"]
+    contributions: dict[str, float] = {}
+    intercept = b * scale + scaling["offset"]
+    column = 0
+    for i, (name, item) in enumerate(zip(features, trace.inputs, strict=True)):
+        if item["type"] == "categorical":
+            start, stop = item["columns"]
+            contributions[name] = float(trace.encoded[0, start:stop] @ w[start:stop]) * scale
+            column = stop
+            continue
+        contributions[name] = coefficients[name] * float(trace.raw[0, i])
+        if item["mean"] is not None:
+            intercept -= item["mean"] / item["scale"] * float(w[column]) * scale
+        column += 1
+    return {"contributions": contributions, "coefficients": coefficients, "intercept": intercept}
 
 
 def top_indices(values: Sequence[float], limit: int) -> tuple[list[int], int]:

@@ -126,6 +126,15 @@ def baselines(
     return baseline_scores(task, [(x_test, y_test, None)], float(np.mean(y_train)), fit, features)
 
 
+def _float_blocks(
+    blocks: Iterable[tuple[np.ndarray, np.ndarray, np.ndarray | None]],
+) -> Iterable[tuple[np.ndarray, np.ndarray, np.ndarray]]:
+    # Test blocks as float64 features, flat float64 targets and AUC keys (zeros when None).
+    for x, y, keys in blocks:
+        y = np.asarray(y, np.float64).ravel()
+        yield np.asarray(x, np.float64), y, np.zeros(len(y)) if keys is None else keys
+
+
 def baseline_scores(
     task: str,
     blocks: Iterable[tuple[np.ndarray, np.ndarray, np.ndarray | None]],
@@ -151,10 +160,7 @@ def baseline_scores(
         metrics when ``predict`` is given.
     """
     model, constant, line = scorer(task), scorer(task), scorer(task)
-    for x, y, keys in blocks:
-        x = np.asarray(x, np.float64)
-        y = np.asarray(y, np.float64).ravel()
-        keys = np.zeros(len(y)) if keys is None else keys
+    for x, y, keys in _float_blocks(blocks):
         if predict is not None:
             model.update(y, predict(x.astype(np.float32)), keys)
         constant.update(y, np.full(len(y), mean), keys)
@@ -201,10 +207,7 @@ def class_baseline_scores(
     prior = np.asarray(class_counts, np.float64)
     prior = prior / prior.sum()
     model, constant, linear = ClassScore(classes), ClassScore(classes), ClassScore(classes)
-    for x, y, keys in blocks:
-        x = np.asarray(x, np.float64)
-        y = np.asarray(y, np.float64).ravel()
-        keys = np.zeros(len(y)) if keys is None else keys
+    for x, y, keys in _float_blocks(blocks):
         if predict is not None:
             model.update(y, predict(x.astype(np.float32)), keys)
         constant.update(y, np.tile(prior, (len(y), 1)), keys)
