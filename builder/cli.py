@@ -1062,7 +1062,10 @@ def explain_lines(result: dict[str, Any]) -> list[str]:
             )
         zeros = layer.get("inputs_left_out", 0)
         if zeros:
-            head += f"; its {zeros} one-hot inputs that are 0 for this row are left out"
+            head += (
+                f"; its {zeros} one-hot input{'s' if zeros != 1 else ''} that "
+                f"{'are' if zeros != 1 else 'is'} 0 for this row left out"
+            )
         lines.append(head)
         for j in keep:
             lines.append("  " + _neuron_text(neurons[j], layer["type"], MAX_TERMS_SHOWN))
@@ -1134,7 +1137,9 @@ def _explain_outcome(result: dict[str, Any]) -> list[str]:
     lines.append(f"prediction: {target} = {_fmt(result['prediction'])}{seen}")
     contributions = result.get("contributions")
     if contributions:
-        lines.append(f"contributions to {target} (raw units: coefficient x value):")
+        text_columns = any(item.get("type") == "categorical" for item in result["inputs"])
+        how = "coefficient x value" + ("; a text column: its category's effect" * text_columns)
+        lines.append(f"contributions to {target} (raw units: {how}):")
         width = max(len(name) for name in [*contributions, "intercept"])
         coefficients = result["coefficients"]
         inputs = {item["name"]: item for item in result["inputs"]}

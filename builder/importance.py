@@ -94,7 +94,7 @@ def permutation_importance(
         # All repeats of a feature in one call: the model's per-call cost dominates small splits.
         shuffled = np.tile(x, (repeats, 1))
         for r in range(repeats):
-            shuffled[r * n : (r + 1) * n, j] = x[np.sort(rng.permutation(n)), j]
+            shuffled[r * n : (r + 1) * n, j] = x[rng.permutation(n), j]
         predicted = model_outputs(run.model, shuffled)
         increases = [
             loss_values(loss, y, predicted[r * n : (r + 1) * n]) - base for r in range(repeats)

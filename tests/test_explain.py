@@ -513,7 +513,8 @@ def test_explain_text_and_json_with_categorical_features(jobs_run, jobs_frame, r
     assert f"{title}  -> code {code} (one-hot: job_title={title} = 1)" in text.output
     assert "-> code" in text.output.split("region", 1)[1].splitlines()[0]
     assert "embedding row of" in text.output
-    assert "one-hot inputs that are 0 for this row are left out" in text.output
+    assert "one-hot inputs that are 0 for this row left out" in text.output
+    assert "(raw units: coefficient x value; a text column: its category's effect)" in text.output
     assert f"job_title     {title}: " in text.output
     data = json.loads(invoke("explain", jobs_run.path, "--data", rows_csv, "--row", 2,
                              "--json").output)  # fmt: skip
