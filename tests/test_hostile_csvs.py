@@ -349,14 +349,13 @@ def test_evaluate_refuses_labels_a_binary_model_was_not_trained_on(tmp_path):
     with pytest.raises(DataError) as info:
         evaluate(load_run(run.path), other, chunk_rows=2)
     assert str(info.value) == (
-        f"{other}: target column 'salary' must hold 0 and 1 for classification. "
-        f"Received: 2 on line 4"
+        f"{other}: target column 'salary' must hold the classes the model was trained on "
+        f"(0, 1). Received: '2' on line 4"
     )
-    # ... in the same words train uses for the same file
-    with pytest.raises(DataError) as trained:
-        data_mod.load_splits(other, ["age", "years_worked"], "salary", validation=0.15,
-                             test=0.15, seed=1, classification=True)  # fmt: skip
-    assert str(trained.value) == str(info.value)
+    # Training on that file is a three-class classifier instead.
+    table = data_mod.load_splits(other, ["age", "years_worked"], "salary", validation=0.15,
+                                 test=0.15, seed=1, classification=True)  # fmt: skip
+    assert table.labels.classes == ("0", "1", "2")
 
 
 @pytest.mark.slow

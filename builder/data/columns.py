@@ -60,13 +60,20 @@ class Column:
 
 def clean_text(values: pd.Series) -> np.ndarray:
     """A text column's cells as an object array of stripped strings, ``None`` where empty."""
-    text = values.astype("string").str.strip()
-    return text.astype(object).where(text.notna() & (text != ""), None).to_numpy(object)
+    # Each distinct value is stripped once: a category column holds few of them, and string
+    # methods cost per cell (bench/README.md, "Text feature columns").
+    codes, distinct = pd.factorize(values)
+    text = pd.Series(distinct, dtype=object).astype("string").str.strip()
+    cleaned = text.astype(object).where(text.notna() & (text != ""), None).to_numpy(object)
+    return np.append(cleaned, None)[codes]  # code -1 (an empty cell) is the None at the end
 
 
 def is_number_text(values: pd.Series) -> np.ndarray:
     """Per cell of a text column: whether it reads as a number (empty cells: ``False``)."""
-    return pd.to_numeric(values.astype("string").str.strip(), errors="coerce").notna().to_numpy()
+    codes, distinct = pd.factorize(values)
+    text = pd.Series(distinct, dtype=object).astype("string").str.strip()
+    numbers = pd.to_numeric(text, errors="coerce").notna().to_numpy()
+    return np.append(numbers, False)[codes]
 
 
 @dataclass
@@ -291,9 +298,9 @@ def collinear_columns(gram: np.ndarray, names: Sequence[str], tolerance: float =
 
 def infer_kind(text: pd.Series) -> tuple[bool, int | None]:
     """Whether a column read as text holds a non-number, and the first such row (else None)."""
-    present = text.notna() & (text.astype("string").str.strip() != "")
+    present = ~pd.isna(clean_text(text))
     numbers = is_number_text(text)
-    bad = present.to_numpy() & ~numbers
+    bad = present & ~numbers
     if bad.any():
         return True, int(np.flatnonzero(bad)[0])
     return False, None
