@@ -338,10 +338,11 @@ class Table:
             if self._window is None:
                 raw = self._resident_raw()
                 self._window = self._encoded(*raw, self._read)
+                self._raw = None  # the text cells are coded now; the window holds what is left
             yield self._window
             return
-        vocabularies_ready = self.vocabularies  # the vocabulary pass first
-        del vocabularies_ready
+        if self._vocabularies is None:
+            self._count()  # the vocabulary pass, before the chunks are coded with them
         for rows, values, texts, read in self._kept():
             part = split_codes(rows, self.validation_fraction, self.test_fraction, self.seed)
             yield self._encoded(rows, values, texts, part, read)
