@@ -69,6 +69,11 @@ REJECTED = {
                         "Received: standard deviation"],
     "true_false.csv": ["column 'salary' must be numeric (write true/false as 1/0)",
                        "Received: 'False' on line 2"],
+    # text columns and labels (their options: OPTIONS)
+    "unseen_category.csv": ["column 'job' must hold values seen in training (data.unknown: error)",
+                            "Received: 'astronaut' on line 9"],
+    "one_class_label.csv": ["target column 'salary' must hold at least two classes",
+                            "Received: every value 'yes'"],
     # encodings
     "utf16.csv": ["must be a UTF-8 CSV file", "Received: UTF-16 text", "iconv"],
     "nul_byte.csv": ["must be a UTF-8 CSV file", "Received: a NUL byte on line 5"],
@@ -88,10 +93,21 @@ ACCEPTED = {  # file -> rows read
 }
 
 
+# Files read with other options than the rest: a categorical column, a classifier's labels.
+OPTIONS = {
+    "unseen_category.csv": {"features": [*FEATURES, Column("job")], "unknown": "error"},
+    "one_class_label.csv": {"classification": True},
+}
+
+
+def options(name: str, **kwargs) -> dict:
+    """The reader options of a corpus file: features, target and split, and its own."""
+    found = {"features": FEATURES, "target": TARGET, "validation": 0.15, "test": 0.15, "seed": 1}
+    return {**found, **OPTIONS.get(name, {}), **kwargs}
+
+
 def _load(name: str, **kwargs):
-    return load_splits(
-        FOLDER / name, FEATURES, TARGET, validation=0.15, test=0.15, seed=1, **kwargs
-    )
+    return load_splits(FOLDER / name, **options(name, **kwargs))
 
 
 def test_corpus_is_complete():
@@ -139,15 +155,12 @@ def test_streaming_says_word_for_word_what_the_in_memory_reader_says(name, chunk
     # One reader (builder.data.csv) and one statistics pass for both: same text, same line.
     with pytest.raises(DataError) as whole:
         _load(name)
-    stream = Table(
-        FOLDER / name, FEATURES, TARGET, validation=0.15, test=0.15, seed=1, streamed=True,
-        chunk_rows=chunk_rows,
-    )  # fmt: skip
+    stream = Table(FOLDER / name, **options(name, streamed=True, chunk_rows=chunk_rows))
     with pytest.raises(DataError) as streamed:
         stream.scan()
     assert str(streamed.value) == str(whole.value)
     # ... and `builder validate --data` lists it first
-    found = problems(FOLDER / name, FEATURES, TARGET, validation=0.15, test=0.15, seed=1)
+    found = problems(FOLDER / name, **options(name))
     assert found[0] == str(whole.value)
 
 

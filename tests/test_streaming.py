@@ -29,10 +29,9 @@ from builder.predict import holdout_predictions
 from builder.runs import load_run
 from tests.conftest import FEATURES, TARGET, config_dict, make_linear_frame, run_python, write_yaml
 from tests.test_bad_csvs import ACCEPTED as GOOD_CSVS
-from tests.test_bad_csvs import FEATURES as CORPUS_FEATURES
 from tests.test_bad_csvs import FOLDER as CORPUS
 from tests.test_bad_csvs import REJECTED as BAD_CSVS
-from tests.test_bad_csvs import TARGET as CORPUS_TARGET
+from tests.test_bad_csvs import options as corpus_options
 
 FRACTIONS = {"validation": 0.15, "test": 0.15, "seed": 42}
 
@@ -353,9 +352,7 @@ def test_streamed_training_matches_the_in_memory_path(tmp_path):
 
 @pytest.mark.parametrize("name", sorted(BAD_CSVS))
 def test_bad_csv_corpus_gets_the_in_memory_messages(name):
-    stream = _streamed(
-        CORPUS / name, CORPUS_FEATURES, CORPUS_TARGET, validation=0.15, test=0.15, seed=1
-    )
+    stream = Table(CORPUS / name, **corpus_options(name, streamed=True))
     with pytest.raises(DataError) as info:
         stream.scan()
     message = str(info.value)
@@ -366,9 +363,7 @@ def test_bad_csv_corpus_gets_the_in_memory_messages(name):
 
 @pytest.mark.parametrize("name", sorted(GOOD_CSVS))
 def test_unusual_but_valid_csvs_stream_every_row(name):
-    stream = _streamed(
-        CORPUS / name, CORPUS_FEATURES, CORPUS_TARGET, validation=0.15, test=0.15, seed=1
-    )
+    stream = Table(CORPUS / name, **corpus_options(name, streamed=True))
     assert sum(stream.scan().rows.values()) == GOOD_CSVS[name]
 
 
