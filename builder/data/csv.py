@@ -738,27 +738,6 @@ def text_columns(
     return {name: found[name] for name in columns if name in found}
 
 
-def check_labels(path: Path, target: str, y: np.ndarray, rows: np.ndarray) -> None:
-    """A binary classifier's target rule: every value 0 or 1.
-
-    Args:
-        path: the file, for the message.
-        target: the target column's name.
-        y: the target's values (no NaN).
-        rows: the data-row number of each value.
-
-    Raises:
-        DataError: naming the first other value and its line.
-    """
-    bad = (y != 0.0) & (y != 1.0)
-    if bad.any():
-        i = int(np.flatnonzero(bad)[0])
-        raise DataError(
-            f"{path}: target column '{target}' must hold 0 and 1 for classification. "
-            f"Received: {number_text(y[i])} on line {int(rows[i]) + 2}"
-        )
-
-
 def check_target_spread(path: Path, target: str, std: float) -> None:
     """A regression target's rule: standard deviation (all rows) at most ``MAX_TARGET_STD``.
 
