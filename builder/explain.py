@@ -32,7 +32,7 @@ from typing import Any
 import numpy as np
 
 from builder.errors import DataError, RunError
-from builder.predict import class_labels, vocabularies_of
+from builder.predict import class_labels, code_categories, fill_values, vocabularies_of
 from builder.runs import Run
 
 #: The neurons per layer, and the terms per neuron, that the text shows (``--json`` has all).
@@ -351,7 +351,6 @@ def row_inputs(run: Run, path: str | Path, row: int = 0) -> dict[str, Any]:
         DataError: the file or a column is missing, a value is bad, or the row does not exist.
     """
     from builder import data as data_mod
-    from builder.data.columns import check_seen
 
     path = Path(path)
     if isinstance(row, bool) or not isinstance(row, int) or row < 0:
@@ -377,21 +376,11 @@ def row_inputs(run: Run, path: str | Path, row: int = 0) -> dict[str, Any]:
         rows += len(numeric)
         if row not in numeric.index:
             continue
-        cells = numeric.loc[row]
-        values: list[float] = []
-        text: dict[str, str | None] = {}
-        for name in features:
-            vocabulary = vocabularies.get(name)
-            if vocabulary is None:
-                values.append(float(cells[name]))
-                continue
-            cell = np.array([cells[name]], dtype=object)
-            code = vocabulary.codes(cell)
-            if config.data.unknown == "error":
-                check_seen(path, name, vocabulary, cell, code, np.array([row]))
-            values.append(float(code[0]))
-            text[name] = cell[0]
-        found = np.asarray(values, np.float64)
+        line = numeric.loc[[row]]
+        text: dict[str, str | None] = {name: line[name].iloc[0] for name in vocabularies}
+        code_categories(run, path, line, vocabularies)
+        cells = line.iloc[0]
+        found = np.asarray([float(cells[name]) for name in features], np.float64)
         holes = np.isnan(found)
         if holes.any():
             if policy != "mean":
@@ -400,12 +389,10 @@ def row_inputs(run: Run, path: str | Path, row: int = 0) -> dict[str, Any]:
                     f"{path}: column '{name}' must have a value on line {row + 2} to explain "
                     f"row {row} (set data.missing to mean to fill it). Received: an empty cell"
                 )
-            fill = _training_means(run)
+            fill = fill_values(run, path)  # predict's fill
             for i, name in enumerate(features):
                 if holes[i] and name in vocabularies:
-                    # predict's fill: the most frequent training value, code 1.
-                    fill[i] = 1.0
-                    text[name] = vocabularies[name].values[0]
+                    text[name] = vocabularies[name].values[0]  # code 1
             found = np.where(holes, fill, found)
         actual = _actual(run, cells[target]) if with_target else None
         return {"row": row, "values": found.tolist(), "text": text, "actual": actual}
@@ -426,15 +413,6 @@ def _actual(run: Run, cell: Any) -> float | str | None:
     code = labels.codes(np.array([cell], dtype=object))[0]
     # A label the model was not trained on is shown as written.
     return labels.classes[int(code)] if np.isfinite(code) else str(cell)
-
-
-def _training_means(run: Run) -> np.ndarray:
-    import keras
-
-    for layer in run.model.layers:
-        if isinstance(layer, keras.layers.Normalization):
-            return _normalization(layer)[0]
-    raise DataError("empty cells need a model with input normalization (its training means).")
 
 
 def explain(run: Run, path: str | Path, row: int = 0) -> dict[str, Any]:

@@ -73,6 +73,50 @@ class Unseen:
         )
 
 
+def code_categories(
+    run: Run,
+    path: Path,
+    frame: pd.DataFrame,
+    vocabularies: dict[str, Vocabulary],
+    unseen: Unseen | None = None,
+) -> None:
+    """Replace each categorical column of ``frame`` (stripped text, as ``read_column_chunks``
+    gives it; index: data-row numbers) by its codes in the model's vocabulary, in place.
+
+    Raises:
+        DataError: under ``data.unknown: error``, a value the vocabulary does not hold.
+    """
+    rows = frame.index.to_numpy(np.int64)
+    for name, vocabulary in vocabularies.items():
+        cells = frame[name].to_numpy(object)
+        codes = vocabulary.codes(cells)
+        if run.config.data.unknown == "error":
+            check_seen(path, name, vocabulary, cells, codes, rows)
+        if unseen is not None:
+            unseen.add(name, int((codes == 0).sum()))
+        frame[name] = codes
+
+
+def fill_values(run: Run, path: Path) -> np.ndarray:
+    """What empty feature cells become under ``data.missing: mean``: the training means the
+    model's normalization holds, and code 1 (the most frequent training value) for a
+    categorical feature.
+
+    Raises:
+        DataError: the model has no normalization layer to take the means from.
+    """
+    from builder.inspection import normalization_stats
+
+    norm = normalization_stats(run.model)
+    if norm is None:
+        raise DataError(f"{path}: empty cells need a model with input normalization.")
+    means = norm[0]
+    features = run.config.data.feature_names
+    for name in vocabularies_of(run.model):
+        means[features.index(name)] = 1.0
+    return means
+
+
 def _chunks(
     run: Run,
     path: Path,
@@ -107,13 +151,7 @@ def _chunks(
         text_columns=text_columns,
     ):
         rows = numeric.index.to_numpy(np.int64)
-        for name, vocabulary in vocabularies.items():
-            cells = numeric[name].to_numpy(object)
-            codes = vocabulary.codes(cells)
-            if config.data.unknown == "error":
-                check_seen(path, name, vocabulary, cells, codes, rows)
-            unseen.add(name, int((codes == 0).sum()))
-            numeric[name] = codes
+        code_categories(run, path, numeric, vocabularies, unseen)
         if labels is not None:
             cells = numeric[target].to_numpy(object)
             codes = labels.codes(cells)
@@ -129,14 +167,7 @@ def _chunks(
             numeric[target] = codes
         if policy == "mean" and numeric.isna().to_numpy().any():
             if means is None:
-                from builder.inspection import normalization_stats
-
-                norm = normalization_stats(run.model)
-                if norm is None:
-                    raise DataError(f"{path}: empty cells need a model with input normalization.")
-                means = norm[0]
-                for name in vocabularies:
-                    means[features.index(name)] = 1.0  # the most frequent training value
+                means = fill_values(run, path)
             for i, name in enumerate(features):
                 numeric[name] = numeric[name].fillna(means[i])
             if with_target:

@@ -589,19 +589,12 @@ def resolve_config(config: Config, table: Table) -> Config:
     """
     from builder.config.names import MAX_PARAMETERS
     from builder.config.schema import parameter_count
-    from builder.data.columns import embedding_width
 
     labels = table.labels
     resolved = config.with_data(table.kinds, labels.classes if labels is not None else None)
-    width = 0
-    for feature in resolved.data.features:
-        vocabulary = table.vocabularies.get(feature.name)
-        if vocabulary is None:
-            width += 1
-        elif feature.encoding == "one_hot":
-            width += len(vocabulary)
-        else:
-            width += feature.embedding_dim or embedding_width(len(vocabulary))
+    columns = encoding_columns(resolved, table) or [{"name": n} for n in table.features]
+    # A one-hot column is one input per category, an embedding its width, a number one input.
+    width = sum(c.get("embedding_dim") or len(c.get("vocabulary", [0])) for c in columns)
     params = parameter_count(resolved, width)
     if params > MAX_PARAMETERS:
         raise ConfigError(

@@ -68,14 +68,6 @@ def clean_text(values: pd.Series) -> np.ndarray:
     return np.append(cleaned, None)[codes]  # code -1 (an empty cell) is the None at the end
 
 
-def is_number_text(values: pd.Series) -> np.ndarray:
-    """Per cell of a text column: whether it reads as a number (empty cells: ``False``)."""
-    codes, distinct = pd.factorize(values)
-    text = pd.Series(distinct, dtype=object).astype("string").str.strip()
-    numbers = pd.to_numeric(text, errors="coerce").notna().to_numpy()
-    return np.append(numbers, False)[codes]
-
-
 @dataclass
 class Vocabulary:
     """A categorical column's kept training values, most frequent first (ties: by value).
@@ -298,9 +290,10 @@ def collinear_columns(gram: np.ndarray, names: Sequence[str], tolerance: float =
 
 def infer_kind(text: pd.Series) -> tuple[bool, int | None]:
     """Whether a column read as text holds a non-number, and the first such row (else None)."""
-    present = ~pd.isna(clean_text(text))
-    numbers = is_number_text(text)
-    bad = present & ~numbers
+    codes, distinct = pd.factorize(text)  # each distinct value is looked at once
+    stripped = pd.Series(distinct, dtype=object).astype("string").str.strip()
+    words = stripped.notna() & (stripped != "") & pd.to_numeric(stripped, errors="coerce").isna()
+    bad = np.append(words.to_numpy(bool), False)[codes]  # code -1: an empty cell
     if bad.any():
         return True, int(np.flatnonzero(bad)[0])
     return False, None

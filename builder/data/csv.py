@@ -705,7 +705,7 @@ def _numeric(
     return values, min(problems) if problems else None
 
 
-def text_columns(
+def infer_text_columns(
     path: str | Path, columns: Sequence[str], *, chunk_rows: int | None = CHUNK_ROWS
 ) -> dict[str, tuple[int, str]]:
     """The columns among ``columns`` that hold a cell which is not a number (type inference).

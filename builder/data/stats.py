@@ -272,14 +272,8 @@ def statistics(
     mean, variance = x_moments.mean.copy(), x_moments.m2 / n_train
     # Codes are encoded by the model, not normalized; they are never empty here.
     mean[categorical], variance[categorical] = 0.0, 1.0
-    fill = np.zeros(design.width)
-    at = 0
-    for i, name in enumerate(features):
-        width = design.width_of(name)
-        if name not in design.vocabularies:
-            fill[at] = mean[i]
-        at += width
-    coef, intercept = lsq.solve(fill)
+    # Only numeric design columns have cells to fill: dummies are never empty.
+    coef, intercept = lsq.solve(design.expand(mean[None, :])[0])
     return Stats(
         features=tuple(features),
         target=target,

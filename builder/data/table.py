@@ -172,7 +172,7 @@ class Table:
         if self._kinds is None:
             open_columns = [c.name for c in self.columns if c.kind is None]
             self.inferred = (
-                csv.text_columns(self.path, open_columns, chunk_rows=csv.CHUNK_ROWS)
+                csv.infer_text_columns(self.path, open_columns, chunk_rows=csv.CHUNK_ROWS)
                 if open_columns
                 else {}
             )
@@ -518,19 +518,13 @@ class Part:
         return self.table.float32(self.name)[1]
 
 
-def load_splits(
-    path: str | Path,
-    features: Sequence[Any],
-    target: str,
-    *,
-    validation: float,
-    test: float,
-    seed: int,
-    missing: str = "error",
-    classification: bool = False,
-    unknown: str = "average",
-) -> Table:
+def load_splits(path: str | Path, features: Sequence[Any], target: str, **options: Any) -> Table:
     """Read a CSV into memory, split it and run the statistics pass.
+
+    Args:
+        path, features, target: as for ``Table``.
+        **options: ``Table``'s keyword arguments (``validation``, ``test`` and ``seed`` are
+            required; ``missing``, ``classification``, ``unknown``).
 
     With ``missing="mean"`` empty feature cells are filled with the training split's means (the
     target is never filled: those rows are dropped).
@@ -538,17 +532,7 @@ def load_splits(
     Raises:
         DataError: the file breaks a rule.
     """
-    table = Table(
-        path,
-        features,
-        target,
-        validation=validation,
-        test=test,
-        seed=seed,
-        missing=missing,
-        classification=classification,
-        unknown=unknown,
-    )
+    table = Table(path, features, target, **options)
     table.scan()
     return table
 
