@@ -95,6 +95,13 @@ _state = {"debug": False}
 
 #: What the first import of the backend says on stderr (TensorFlow takes ~8 s to import).
 LOADING = "loading TensorFlow..."
+#: The same for the other backends, by ``KERAS_BACKEND``.
+LOADING_BY_BACKEND = {"jax": "loading JAX...", "torch": "loading PyTorch..."}
+
+
+def _loading() -> str:
+    # Read when the import starts: the command has chosen the backend by then.
+    return LOADING_BY_BACKEND.get(os.environ.get("KERAS_BACKEND", ""), LOADING)
 
 
 class _AnnounceImport:
@@ -153,10 +160,10 @@ def _announce_backend(names: tuple[str, ...] = ("keras", "tensorflow")):
 
     def start() -> None:
         if err.is_terminal():
-            status.append(err.rich.status(LOADING, spinner="dots"))
+            status.append(err.rich.status(_loading(), spinner="dots"))
             status[0].start()
         else:
-            err.print(LOADING, markup=False, highlight=False)
+            err.print(_loading(), markup=False, highlight=False)
             err.stream.flush()
 
     def stop() -> None:
@@ -281,6 +288,23 @@ def _print(text: str) -> None:
 ConfigArg = Annotated[Path, typer.Argument(help="A config file (YAML or JSON).")]
 RunArg = Annotated[Path, typer.Argument(help="A run directory, or a model.keras file in one.")]
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON instead of tables.")]
+BackendOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--backend",
+        help="Keras backend: tensorflow, jax or torch. Over the config's backend: key, then "
+        "KERAS_BACKEND; a run takes the backend it trained on when neither chooses.",
+        show_default=False,
+    ),
+]
+
+
+def _use_backend(flag: str | None, config: Any = None) -> None:
+    """Choose the Keras backend before anything imports Keras (``builder.backend.use``)."""
+    from builder.backend import use
+
+    if flag is not None or config is not None:
+        use(flag, getattr(config, "backend", None))
 
 
 @app.command()
@@ -304,12 +328,13 @@ def schema() -> None:
 
 
 @app.command()
-def build(config: ConfigArg) -> None:
+def build(config: ConfigArg, backend: BackendOpt = None) -> None:
     """Build the model a config describes and print its Keras summary."""
     with _errors(), _announce_backend():
         from builder.config import load_config
 
         cfg = load_config(config)
+        _use_backend(backend, cfg)
         from builder.search import require_values
 
         require_values(cfg, "builder build")
@@ -334,6 +359,7 @@ def train(
     tensorboard: Annotated[
         bool, typer.Option("--tensorboard", help="Write TensorBoard logs into the run.")
     ] = False,
+    backend: BackendOpt = None,
 ) -> None:
     """Train on the CSV and write a run directory; compare with two baselines."""
     with _errors(), _announce_backend():
@@ -346,11 +372,15 @@ def train(
             from builder.runs import load_run_config
 
             cfg = load_run_config(resume)
+            from builder.backend import use
+
+            use(backend, recorded=cfg.backend)
         else:
             cfg = load_config(config)  # fail fast on a bad config, before TensorFlow loads
             from builder.search import require_values
 
             require_values(cfg, "builder train")
+        _use_backend(backend, cfg)
         from builder.runs import early_stopping
         from builder.training import resume as resume_training
         from builder.training import train as run_training
@@ -358,7 +388,9 @@ def train(
         progress = _EpochProgress(f"training {cfg.name}")
         try:
             if resume is not None:
-                run = resume_training(resume, progress=progress, command=_command())
+                run = resume_training(
+                    resume, progress=progress, command=_command(), backend=backend
+                )
             else:
                 run = run_training(
                     cfg,
@@ -369,6 +401,7 @@ def train(
                     tensorboard=tensorboard,
                     progress=progress,
                     command=_command(),
+                    backend=backend,
                 )
         finally:
             progress.close()
@@ -487,6 +520,7 @@ def tune(
     config: ConfigArg,
     runs_dir: Annotated[Path, typer.Option(help="Where run directories go.")] = Path("runs"),
     max_trials: Annotated[int | None, typer.Option(min=1, help="Override tune.max_trials.")] = None,
+    backend: BackendOpt = None,
 ) -> None:
     """Search the config's search spaces with Keras Tuner; write results and best.yaml."""
     with _errors(), _announce_backend():
@@ -495,6 +529,7 @@ def tune(
 
         cfg = load_config(config)  # fail fast, before TensorFlow loads
         require_tunable(cfg)
+        _use_backend(backend, cfg)  # before Keras Tuner imports Keras
         settings = cfg.tune or TuneConfig()
         objective = settings.objective
         from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
@@ -538,6 +573,7 @@ def tune(
                 max_trials=max_trials,
                 progress=progress,
                 command=_command(),
+                backend=backend,
             )
         finally:
             if bar.live.is_started:
@@ -628,13 +664,14 @@ def inspect(
             help="Add permutation importance: the test loss's increase when a feature is shuffled.",
         ),
     ] = False,
+    backend: BackendOpt = None,
 ) -> None:
     """Summary, weights by feature and, with no hidden layer, the learned equation."""
     with _errors(), _announce_backend():
         from builder.inspection import inspect_run
         from builder.runs import json_text, load_run
 
-        loaded = load_run(run)
+        loaded = load_run(run, backend=backend)
         report = inspect_run(loaded)
         if importance:
             from builder.importance import permutation_importance
@@ -764,13 +801,14 @@ def evaluate(
     run: RunArg,
     data: Annotated[Path, typer.Option(help="CSV with the feature and target columns.")],
     as_json: JsonOpt = False,
+    backend: BackendOpt = None,
 ) -> None:
     """Metrics of a trained run on another CSV."""
     with _errors(), _announce_backend():
         from builder.predict import evaluate as run_evaluate
         from builder.runs import json_text, load_run
 
-        result = run_evaluate(load_run(run), data)
+        result = run_evaluate(load_run(run, backend=backend), data)
     if as_json:
         sys.stdout.write(json_text(result) + "\n")
         return
@@ -810,6 +848,7 @@ def predict(
         str | None, typer.Option("--output", "-o", help="Write here instead of stdout.")
     ] = None,
     force: Annotated[bool, typer.Option("--force", help="Overwrite --output.")] = False,
+    backend: BackendOpt = None,
 ) -> None:
     """Predict for each CSV row; keeps row order and columns, adds a prediction column."""
     with _errors(), _announce_backend():
@@ -840,7 +879,7 @@ def predict(
         # Chunk by chunk, so a CSV larger than memory works: --output appears whole or not at
         # all; stdout gets each chunk as it is ready (a bad row later on stops it there).
         unseen = Unseen()
-        chunks = predict_chunks(load_run(run), data, unseen=unseen)
+        chunks = predict_chunks(load_run(run, backend=backend), data, unseen=unseen)
         if output is None:
             for i, frame in enumerate(chunks):
                 sys.stdout.write(frame.to_csv(index=False, header=i == 0))
@@ -861,6 +900,7 @@ def plot(
     output_dir: Annotated[
         Path | None, typer.Option(help="Where PNGs go (default: the run directory).")
     ] = None,
+    backend: BackendOpt = None,
 ) -> None:
     """PNG plots: training curves and predictions of a run (a classifier's confusion matrix and
     class probabilities), or the activation functions."""
@@ -873,7 +913,7 @@ def plot(
             return
         from builder.runs import load_run
 
-        run = load_run(Path(target))
+        run = load_run(Path(target), backend=backend)
         # A bare model file (no run directory around it) has its plots written beside it.
         folder = output_dir or run.path or Path(target).parent  # plotting makes it if missing
         written = []
@@ -1004,13 +1044,14 @@ def explain(
         int, typer.Option(min=0, help="The data row (0: the first after the header).")
     ] = 0,
     as_json: JsonOpt = False,
+    backend: BackendOpt = None,
 ) -> None:
     """One row through the network: each neuron's inputs, weights, sum and activation."""
     with _errors(), _announce_backend():
         from builder.explain import explain as explain_row
         from builder.runs import json_text, load_run
 
-        result = explain_row(load_run(run), data, row)
+        result = explain_row(load_run(run, backend=backend), data, row)
     if as_json:
         sys.stdout.write(json_text(result) + "\n")
         return
@@ -1251,16 +1292,92 @@ def compare(
 
 
 @app.command()
+def export(
+    run: RunArg,
+    format_: Annotated[
+        str, typer.Option("--format", "-f", help="onnx, saved_model (a directory) or litert.")
+    ],
+    output: Annotated[
+        str, typer.Option("--output", "-o", help="Where the export goes; its JSON beside it.")
+    ],
+    force: Annotated[
+        bool, typer.Option("--force", help="Replace an export already at --output.")
+    ] = False,
+    backend: Annotated[
+        str,
+        typer.Option(
+            "--backend",
+            help="Keras backend to load the model on. The converters are TensorFlow's, and a "
+            "model from any backend loads on it alike.",
+        ),
+    ] = "tensorflow",
+) -> None:
+    """Export the model as ONNX, a TensorFlow SavedModel or LiteRT, checked against it first."""
+    with _errors(), _announce_backend():
+        from builder.export import check_outputs
+        from builder.export import export as export_run
+
+        check_outputs(format_, output, force=force)  # before loading anything
+        from builder.runs import load_run
+
+        result = export_run(load_run(run, backend=backend), format_, output, force=force)
+        check = result["check"]
+        unseen = (
+            f" + {check['unseen_rows']:,} with unseen categories" if check["unseen_rows"] else ""
+        )
+        _print(f"wrote {result['path']} ({result['format']})")
+        _print(
+            f"checked in {check['runtime']} on {check['rows']:,} test rows{unseen}: max difference "
+            f"{check['max_rel_diff']:.2g} relative, {check['max_abs_diff']:.3g} absolute "
+            f"(tolerance {check['rtol']:g})"
+        )
+        _print(f"metadata: {result['metadata']}")
+
+
+@app.command()
+def serve(
+    run: RunArg,
+    host: Annotated[
+        str, typer.Option(help="Address to listen on (0.0.0.0: every interface).")
+    ] = "127.0.0.1",
+    port: Annotated[int, typer.Option(min=0, max=65535, help="Port (0: any free one).")] = 8000,
+    max_body_bytes: Annotated[
+        int, typer.Option(min=1, help="Largest request body read (413 above).")
+    ] = 10 << 20,
+    backend: BackendOpt = None,
+) -> None:
+    """Serve the run's predictions over HTTP: GET /health, /schema; POST /predict (JSON or CSV)."""
+    with _errors(), _announce_backend():
+        from builder.serving import bind, create_app, url
+
+        sock = bind(host, port)  # a port in use fails before the model loads
+        try:
+            application = create_app(run, max_body_bytes=max_body_bytes, backend=backend)
+        except BaseException:
+            sock.close()
+            raise
+    _print(f"serving {run} at {url(sock)} (Ctrl-C stops)")
+    sys.stdout.flush()
+    with _errors():
+        from builder.serving import serve as run_server
+
+        run_server(application, sock)
+
+
+@app.command()
 def report(
     run: Annotated[Path, typer.Argument(help="A run directory (builder train or tune).")],
     output: Annotated[
         Path | None,
         typer.Option("--output", "-o", help="Where the HTML goes (default: RUN/report.html)."),
     ] = None,
+    backend: BackendOpt = None,
 ) -> None:
     """One self-contained HTML page: metrics, curves, network, importance, one row explained."""
     with _errors(), _announce_backend():
         from builder.report import write_report
+
+        _use_backend(backend)  # else the run's own (load_run)
 
         _print(str(write_report(run, output)))
 

@@ -1,4 +1,8 @@
-"""``training.distribution`` -> a ``tf.distribute`` strategy, and who writes the run directory.
+"""``training.distribution`` -> a distribution strategy, and who writes the run directory.
+
+On TensorFlow, a ``tf.distribute`` strategy; on JAX, ``mirrored`` is Keras's own
+``keras.distribution.DataParallel`` over the local devices (``multi_worker`` and PyTorch
+distribution are refused by ``check_backend``).
 
 - ``none``: TensorFlow's default strategy (one device).
 - ``mirrored``: ``MirroredStrategy`` over this machine's GPUs, or over its logical CPU devices
@@ -158,6 +162,15 @@ def strategy_for(config: Any) -> Any:
         return None
     if kind in _strategies:
         return _strategies[kind]
+    import keras
+
+    name = keras.backend.backend()
+    check_backend(kind, name)
+    if name == "jax":
+        # Keras's own data parallelism: the same replicas-split-the-global-batch rule.
+        strategy = keras.distribution.DataParallel(devices=keras.distribution.list_devices())
+        _strategies[kind] = strategy
+        return strategy
     import tensorflow as tf
 
     if kind == "mirrored":
@@ -172,6 +185,26 @@ def strategy_for(config: Any) -> Any:
     return strategy
 
 
+#: The backends each ``training.distribution`` runs on.
+BACKENDS = {"none": ("tensorflow", "jax", "torch"), "mirrored": ("tensorflow", "jax"),
+            "multi_worker": ("tensorflow",)}  # fmt: skip
+
+
+def check_backend(kind: str, backend: str) -> None:
+    """Refuse a distribution the backend cannot run.
+
+    Raises:
+        ConfigError: ``kind`` is not supported on ``backend``; the message lists the backends
+            that support it.
+    """
+    if backend not in BACKENDS[kind]:
+        raise ConfigError(
+            f"training.distribution {kind} runs on the {' and '.join(BACKENDS[kind])} "
+            f"backend{'s' if len(BACKENDS[kind]) > 1 else ''} only. "
+            f"Received: distribution={kind} with backend {backend}"
+        )
+
+
 def scope(strategy: Any) -> Any:
     """``strategy.scope()``, or a no-op without a strategy."""
     return strategy.scope() if strategy is not None else contextlib.nullcontext()
@@ -184,8 +217,8 @@ def shard(dataset: Any, strategy: Any) -> Any:
     keeps its replicas' share of every global batch. ``FILE`` sharding would need the data in
     several files; ``AUTO`` falls back to ``DATA`` for this input anyway, with a warning.
     """
-    if strategy is None or dataset is None:
-        return dataset
+    if strategy is None or dataset is None or not hasattr(strategy, "extended"):
+        return dataset  # no strategy, or Keras's own distribution (JAX): nothing to name
     import tensorflow as tf
 
     options = tf.data.Options()

@@ -25,5 +25,10 @@ class RunError(BuilderError):
     """A run directory or model file is missing, incomplete, or not a builder model."""
 
 
+class ExportError(BuilderError):
+    """A model cannot be exported in a format: the converter refuses it, the format's runtime is
+    not installed, or the exported model's predictions differ from the model's."""
+
+
 class Interrupted(BuilderError):
     """Training was stopped by the user (Ctrl-C) after saving a checkpoint; exit code 130."""

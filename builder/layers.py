@@ -306,6 +306,8 @@ class CategoryColumns(keras.layers.Layer):
         # float16 compute dtype would make codes above 2048 inexact.
         self.autocast = False
         self._tables = {}
+        # Keyed by the column's index as a string: TensorFlow's SavedModel writer (used by
+        # `model.export`) refuses a tracked dict with a non-string key.
         self._embeddings = {}
 
     @property
@@ -351,7 +353,7 @@ class CategoryColumns(keras.layers.Layer):
             # stored in every model file and checkpoint.
             self._tables[i] = counts / counts.sum()
             if column["encoding"] == "embedding":
-                self._embeddings[i] = self.add_weight(
+                self._embeddings[str(i)] = self.add_weight(
                     shape=(len(counts), column["embedding_dim"]),
                     initializer="uniform",
                     trainable=True,
@@ -386,7 +388,7 @@ class CategoryColumns(keras.layers.Layer):
             frequencies = ops.convert_to_tensor(self._tables[i], dtype=self.compute_dtype)
             known = ops.expand_dims(known, -1)
             if column["encoding"] == "embedding":
-                table = ops.cast(self._embeddings[i], self.compute_dtype)
+                table = ops.cast(self._embeddings[str(i)], self.compute_dtype)
                 rows = ops.take(table, index, axis=0)
                 average = ops.matmul(ops.expand_dims(frequencies, 0), table)
             else:

@@ -53,7 +53,13 @@ def build_model(
     Returns:
         A built ``keras.Sequential`` named after the config. Its ``normalization`` layer, when
         present, is not adapted yet.
+
+    Raises:
+        ConfigError: the config's ``backend`` is not the one Keras was imported with.
     """
+    from builder.backend import use
+
+    use(None, config.backend)  # this module imported Keras: a different backend is an error
     layers: list[keras.layers.Layer] = [
         keras.Input(shape=(len(config.data.feature_names),), name="features")
     ]

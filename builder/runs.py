@@ -37,6 +37,7 @@ from typing import Any
 import yaml
 
 from builder import files
+from builder.backend import use as use_backend
 from builder.config import Config, load_config, validate_config
 from builder.errors import ConfigError, RunError
 
@@ -426,7 +427,7 @@ def load_run_config(run_dir: Path) -> Config:
         raise RunError(f"{config_path} is not a valid builder config: {err}") from None
 
 
-def load_run(path: str | Path) -> Run:
+def load_run(path: str | Path, *, backend: str | None = None) -> Run:
     """Load a run directory (or a bare ``model.keras`` file) for inspect, evaluate and predict.
 
     A run's ``history.csv``, ``metrics.json`` and ``manifest.json`` may be absent (an older or
@@ -434,6 +435,10 @@ def load_run(path: str | Path) -> Run:
 
     Args:
         path: a run directory written by ``builder train``, or a ``.keras`` file inside one.
+        backend: the Keras backend to load it on (``builder.backend``). Without it, a process
+            that has imported Keras keeps its backend; one that has not takes
+            ``KERAS_BACKEND``, then the backend the run trained on, then the default. A model
+            trained on one backend loads and predicts on each of the others.
 
     Returns:
         The run, with its config, model, history, metrics and manifest.
@@ -454,6 +459,7 @@ def load_run(path: str | Path) -> Run:
         # A bare model file; the config of a run directory around it is optional.
         run_dir, model_path = path.parent, path
         if not os.path.lexists(run_dir / "config.yaml"):
+            use_backend(backend)
             model = load_model_file(path)
             return Run(None, _standalone_config(model, path), model)
     elif kind == "a directory":
@@ -461,6 +467,7 @@ def load_run(path: str | Path) -> Run:
     else:
         raise RunError(f"run {path} must be a run directory or a .keras file. Received: {kind}")
     config = load_run_config(run_dir)
+    use_backend(backend, recorded=config.backend)
     if not os.path.lexists(model_path):
         raise RunError(f"run directory {run_dir} must contain model.keras.")
     # The small files first: a damaged one is reported without waiting for Keras.

@@ -19,6 +19,9 @@ from typing import Any
 import numpy as np
 
 from builder import distribute, locks, runs
+from builder.backend import current as current_backend
+from builder.backend import use as use_backend
+from builder.backend import versions as backend_versions
 from builder.config import Config, load_config, validate_config
 from builder.config.names import DEFAULT_STEPS, MAX_EPOCHS, MIN_EPOCH_STEPS
 from builder.data import Table, use_streaming
@@ -75,6 +78,35 @@ def with_overrides(
         raw["training"]["seed"] = seed
     updated = validate_config(raw, source=config.source)
     return updated.locate(config.source, None if data is not None else config.yaml_node)
+
+
+def with_backend(config: Config, flag: str | None = None, *, recorded: bool = False) -> Config:
+    """The config with ``backend`` set to the one this process runs on (``builder.backend.use``:
+    ``flag``, then the config's key, then ``KERAS_BACKEND``, then the default), so that the
+    run's ``config.yaml`` records it. With ``recorded`` (a run's own config), the config's key
+    is what the run trained on, a record rather than a request: it gives way to ``flag``, to
+    ``KERAS_BACKEND`` and to the backend of a process that has imported Keras.
+
+    On torch, ``training.steps_per_execution`` becomes 1: Keras's PyTorch trainer runs one step
+    per call.
+
+    Raises:
+        ConfigError: an unknown or uninstalled backend, one Keras was not imported with, or a
+            ``training.distribution`` the backend cannot run.
+    """
+    if recorded:
+        name = use_backend(flag, recorded=config.backend)
+    else:
+        name = use_backend(flag, config.backend)
+    distribute.check_backend(config.training.distribution, name)
+    training = config.training
+    if name == "torch" and training.steps_per_execution != 1:
+        # Keras's PyTorch trainer refuses several steps per call; the run's config.yaml says 1.
+        training = training.model_copy(update={"steps_per_execution": 1})
+    if config.backend == name and training is config.training:
+        return config
+    # Known values of known fields: nothing to validate again.
+    return config.model_copy(update={"backend": name, "training": training})
 
 
 def pass_steps(config: Config, train_rows: int, batch_size: int | None = None) -> int:
@@ -328,7 +360,6 @@ def fit(
     seed = config.training.seed
     model = prepare_model(config, splits)
     strategy = distribute.strategy_for(config)
-    from builder.data.tfdata import dataset
 
     batch = config.training.batch_size
     has_val = len(splits.validation) > 0
@@ -341,11 +372,22 @@ def fit(
         initial_epoch = int(resume_state["epoch"])
     # A resumed run reshuffles from a seed of its own; its batch order differs from an
     # uninterrupted run's after the resume point (results agree within noise, not bitwise).
-    train_data = dataset(splits, "train", batch, shuffle_seed=seed + initial_epoch)
-    val_data = dataset(splits, "validation", batch) if has_val else None
+    shuffle_seed = seed + initial_epoch
     steps = epoch_steps(config, len(splits.train))
     repeat: dict[str, Any] = {}
-    if (
+    if current_backend() != "tensorflow":
+        # JAX and PyTorch take numpy batches; an epoch of several passes is the dataset's
+        # length, so Keras needs no steps_per_epoch (builder.data.batches).
+        from builder.data.batches import batches
+
+        train_data = batches(splits, "train", batch, shuffle_seed=shuffle_seed, steps=steps)
+        val_data = batches(splits, "validation", batch) if has_val else None
+    else:
+        from builder.data.tfdata import dataset
+
+        train_data = dataset(splits, "train", batch, shuffle_seed=shuffle_seed)
+        val_data = dataset(splits, "validation", batch) if has_val else None
+    if current_backend() == "tensorflow" and (
         steps > pass_steps(config, len(splits.train))
         or steps <= config.training.steps_per_execution
     ):
@@ -394,9 +436,11 @@ def class_weight_of(config: Config, splits: Table) -> dict[int, float] | None:
 def model_outputs(model: Any, x: np.ndarray, batch_size: int = 65_536) -> np.ndarray:
     """The model's outputs for ``x`` as float64 ``(n, units)``, called eagerly block by block
     (see ``predict_array``)."""
+    import keras
+
     x = np.asarray(x, np.float32)
     blocks = [
-        np.asarray(model(x[start : start + batch_size], training=False))
+        keras.ops.convert_to_numpy(model(x[start : start + batch_size], training=False))
         for start in range(0, len(x), batch_size)
     ]
     units = int(model.outputs[0].shape[-1]) if getattr(model, "outputs", None) else 1
@@ -425,13 +469,7 @@ def predict_array(model: Any, x: np.ndarray, batch_size: int = 65_536) -> np.nda
     per call here (it builds a predict function and an iterator each time), more than scoring
     a 1,500-row test split takes, and once per chunk on the streaming path.
     """
-    x = np.asarray(x, np.float32)
-    blocks = [
-        np.asarray(model(x[start : start + batch_size], training=False))
-        for start in range(0, len(x), batch_size)
-    ]
-    out = np.concatenate(blocks) if blocks else np.zeros((0, 1))
-    return np.asarray(out, np.float64).reshape(len(x), -1)[:, 0]
+    return model_outputs(model, x, batch_size)[:, 0]
 
 
 def train(
@@ -444,6 +482,7 @@ def train(
     tensorboard: bool = False,
     progress: ProgressFn | None = None,
     command: list[str] | None = None,
+    backend: str | None = None,
 ) -> runs.Run:
     """Train the model a config describes and write a run directory.
 
@@ -456,6 +495,8 @@ def train(
         tensorboard: also write TensorBoard logs into the run directory.
         progress: called after each epoch with ``(epoch, epochs, logs)``.
         command: the command line recorded in the manifest.
+        backend: the Keras backend, over the config's ``backend`` and ``KERAS_BACKEND``
+            (``builder.backend``); it must be the one Keras runs on if already imported.
 
     Returns:
         The finished run: path, config, model, history and metrics.
@@ -469,6 +510,7 @@ def train(
         config = load_config(config)
     config = with_overrides(config, data=data, epochs=epochs, seed=seed)
     require_values(config, "builder train")
+    config = with_backend(config, backend)
     data_path = config.check_data_path()
     started = time.time()
     splits = load_data(config, data_path)
@@ -502,6 +544,7 @@ def resume(
     *,
     progress: ProgressFn | None = None,
     command: list[str] | None = None,
+    backend: str | None = None,
 ) -> runs.Run:
     """Continue an interrupted run from its last checkpoint to the configured epoch count.
 
@@ -509,6 +552,8 @@ def resume(
         run_dir: the run directory of a training that was stopped (killed or interrupted).
         progress: called after each epoch with ``(epoch, epochs, logs)``.
         command: the command line recorded in the manifest.
+        backend: the Keras backend to continue on; without it, the one the run started on
+            (``load_run``'s rule).
 
     Raises:
         RunError: the run is complete, has no checkpoint, its directory is incomplete, or
@@ -521,18 +566,18 @@ def resume(
     # Held from before the manifest is read until the run's files are written: a second resume
     # (or a resume of a run that is still training) is refused instead of racing this one.
     with locks.run_lock(run_dir, command):
-        return _resume_locked(run_dir, progress, command)
+        return _resume_locked(run_dir, progress, command, backend)
 
 
 def _resume_locked(
-    run_dir: Path, progress: ProgressFn | None, command: list[str] | None
+    run_dir: Path, progress: ProgressFn | None, command: list[str] | None, backend: str | None
 ) -> runs.Run:
     from builder import checkpoints
 
     manifest = runs.read_json(run_dir / "manifest.json")
     if manifest.get("status") == "complete":
         raise RunError(f"run {run_dir} is already complete; there is nothing to resume.")
-    config = runs.load_run_config(run_dir)
+    config = with_backend(runs.load_run_config(run_dir), backend, recorded=True)
     state = checkpoints.load_state(run_dir)
     data_path = config.check_data_path()
     splits = load_data(config, data_path)
@@ -548,7 +593,7 @@ def _resume_locked(
             f"{data_path} has changed since the run started (SHA-256 {splits.sha256[:12]}, "
             f"recorded {recorded[:12]}); resuming would mix two datasets."
         )
-    manifest.update(status="running", resumed_from_epoch=state["epoch"])
+    manifest.update(status="running", resumed_from_epoch=state["epoch"], backend=config.backend)
     if command is not None:
         manifest["resume_command"] = command
     runs.write_json(run_dir / "manifest.json", manifest)
@@ -676,9 +721,6 @@ def run_manifest(
     Returns:
         The manifest as plain data (JSON-ready).
     """
-    import keras
-    import tensorflow as tf
-
     return {
         "name": config.name,
         "status": "running",
@@ -703,10 +745,10 @@ def run_manifest(
         "versions": {
             "builder": _version(),
             "python": platform.python_version(),
-            "tensorflow": tf.__version__,
-            "keras": keras.__version__,
+            **backend_versions(config.backend),
             "numpy": np.__version__,
         },
+        "backend": config.backend,
         "platform": platform.platform(),
     }
 

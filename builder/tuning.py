@@ -421,8 +421,12 @@ def tune(
     max_trials: int | None = None,
     progress: ProgressFn | None = None,
     command: list[str] | None = None,
+    backend: str | None = None,
 ) -> TuneResult:
     """Search a config's search spaces with Keras Tuner and write a tune run directory.
+
+    Keras Tuner imports Keras with this module, so a backend other than ``KERAS_BACKEND``'s
+    must be chosen (``builder.backend.use``) before it is imported; the command line does.
 
     Args:
         config: a config (or its file) with at least one search space.
@@ -430,6 +434,7 @@ def tune(
         max_trials: overrides ``tune.max_trials``.
         progress: called with a ``TuneEvent`` when a trial starts, an epoch ends, a trial ends.
         command: the command line recorded in the manifest.
+        backend: the Keras backend; it must be the one Keras was imported with.
 
     Returns:
         The run directory, the results table and the path of ``best.yaml``.
@@ -448,6 +453,7 @@ def tune(
         raw["tune"] = {**(raw.get("tune") or {}), "max_trials": max_trials}
         config = validate_config(raw, source=config.source)
     search.require_tunable(config)
+    config = training.with_backend(config, backend)
     data_path = config.check_data_path()
     started = time.time()
     splits = training.load_data(config, data_path)
@@ -565,6 +571,11 @@ def _quiet_retracing():
     Every trial builds a new model with new ``tf.function``s, and after a few trials
     TensorFlow warns that they "triggered tf.function retracing"; that is expected here.
     """
+    import keras
+
+    if keras.backend.backend() != "tensorflow":
+        yield
+        return
     import tensorflow as tf
 
     logger = tf.get_logger()

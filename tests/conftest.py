@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -30,6 +31,27 @@ def run_python(code: str, **kwargs) -> subprocess.CompletedProcess:
         timeout=PROCESS_TIMEOUT,
         **kwargs,
     )
+
+
+#: Where the session keeps the backend subsets' thread (tests/test_backends.py).
+SUBSETS = pytest.StashKey()
+
+
+@pytest.hookimpl(trylast=True)  # after -m and -k have deselected
+def pytest_collection_modifyitems(config, items):
+    # The subset on the other backends runs in subprocesses beside the suite (the suite is
+    # mostly one busy core); its test goes last and waits for them.
+    waiting = [item for item in items if item.get_closest_marker("backend_subset")]
+    if not waiting:
+        return
+    items[:] = [item for item in items if item not in waiting] + waiting
+    import tempfile
+
+    from tests.test_backends import start_subsets
+
+    folder = Path(tempfile.mkdtemp(prefix="builder-backends-"))
+    config.stash[SUBSETS] = start_subsets(folder)
+    config.add_cleanup(lambda: shutil.rmtree(folder, ignore_errors=True))
 
 
 CONFIGS = sorted((ROOT / "configs").glob("*.yaml"))
@@ -96,3 +118,33 @@ def trained_run(tmp_path_factory, linear_config):
 
     runs_dir = tmp_path_factory.mktemp("runs")
     return builder.train(linear_config, runs_dir=runs_dir)
+
+
+def gradient(fn, x: np.ndarray) -> np.ndarray:
+    """``d sum(fn(x)) / dx`` as numpy, on whichever backend Keras runs.
+
+    Keras has no public gradient op, so each backend's own: ``tf.GradientTape``, ``jax.grad``,
+    torch's autograd.
+    """
+    import keras
+
+    name = keras.backend.backend()
+    x = np.asarray(x)
+    if name == "jax":
+        import jax
+        import jax.numpy as jnp
+
+        return np.asarray(jax.grad(lambda v: jnp.sum(fn(v)))(jnp.asarray(x)))
+    if name == "torch":
+        import torch
+
+        t = torch.tensor(x, requires_grad=True)
+        fn(t).sum().backward()
+        return t.grad.numpy()
+    import tensorflow as tf
+
+    t = tf.constant(x)
+    with tf.GradientTape() as tape:
+        tape.watch(t)
+        y = fn(t)
+    return tape.gradient(y, t).numpy()

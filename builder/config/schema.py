@@ -649,6 +649,11 @@ class Config(_Strict):
     task: Literal["regression", "classification"] | None = Field(
         None, description="Inferred from the loss and output activation when not given."
     )
+    backend: Literal["tensorflow", "jax", "torch"] | None = Field(
+        None,
+        description="Keras backend. --backend overrides it; without either, KERAS_BACKEND, "
+        "then builder's default. A run's config.yaml records the one used.",
+    )
     data: DataConfig
     model: ModelConfig = Field(default_factory=ModelConfig)
     training: TrainingConfig = Field(default_factory=TrainingConfig)
