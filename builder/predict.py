@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -117,6 +117,80 @@ def fill_values(run: Run, path: Path) -> np.ndarray:
     return means
 
 
+class Predictor:
+    """``predict``'s work on rows of features, for one run: categorical cells coded in the
+    model's vocabularies, empty cells filled under ``data.missing: mean``, the model's outputs,
+    and the columns ``predict`` adds. ``predict_chunks`` runs it on each chunk of a CSV and
+    ``builder.serving`` on each request's rows, so both give the same values for the same rows.
+
+    Args:
+        run: a loaded run.
+        outputs: the model's outputs for float32 rows ``(n, k)``, as float64 ``(n, units)``;
+            default ``training.model_outputs`` (the model called eagerly, block by block).
+    """
+
+    def __init__(self, run: Run, outputs: Callable[[np.ndarray], np.ndarray] | None = None):
+        self.run = run
+        self.features = list(run.config.data.feature_names)
+        self.vocabularies = vocabularies_of(run.model)
+        classification = run.config.task == "classification"
+        self.labels = class_labels(run) if classification else None
+        self.columns = [prediction_column(run)]
+        if self.labels is not None:
+            self.columns += [probability_column(run, label) for label in self.labels.classes]
+        # Predictions keep every row, so "drop" cannot apply; "mean" fills from the training
+        # means that the model's normalization layer holds (a categorical column: its most
+        # frequent value).
+        self.fill = run.config.data.missing == "mean"
+        if outputs is None:
+            from builder.training import model_outputs
+
+            def outputs(x: np.ndarray) -> np.ndarray:
+                return model_outputs(run.model, x)
+
+        self.outputs = outputs
+        self._means: np.ndarray | None = None
+
+    def prepare(self, frame: pd.DataFrame, path: Path, unseen: Unseen | None = None) -> None:
+        """Code the categorical features of ``frame`` (``code_categories``) and fill its empty
+        feature cells under ``data.missing: mean`` (``fill_values``), in place.
+
+        Raises:
+            DataError: as ``code_categories`` and ``fill_values``.
+        """
+        code_categories(self.run, path, frame, self.vocabularies, unseen)
+        if not self.fill:
+            return
+        # Column by column: a served request is one row, where each whole-frame pandas
+        # operation costs more than the model.
+        for i, name in enumerate(self.features):
+            values = frame[name].to_numpy(np.float64)
+            empty = np.isnan(values)
+            if empty.any():
+                if self._means is None:
+                    self._means = fill_values(self.run, path)
+                frame[name] = np.where(empty, self._means[i], values)
+
+    def predictions(self, frame: pd.DataFrame) -> dict[str, np.ndarray]:
+        """The columns ``predict`` adds for prepared rows (``prepare``), by name, in order: the
+        prediction (float32; a classifier's most probable label), then a classifier's float32
+        probability of each class."""
+        x = np.column_stack([frame[name].to_numpy(np.float32) for name in self.features])
+        outputs = self.outputs(x)
+        if self.labels is None:
+            # The model computes in float32: the column keeps that dtype, so a CSV gets each
+            # value's shortest float32 repr (166229.67), not its float64 widening.
+            return {self.columns[0]: outputs[:, 0].astype(np.float32)}
+        from builder.training import class_probabilities
+
+        probabilities = class_probabilities(outputs)
+        labels = np.asarray(self.labels.classes, dtype=object)
+        found = {self.columns[0]: labels[np.argmax(probabilities, axis=1)]}
+        for j, name in enumerate(self.columns[1:]):
+            found[name] = probabilities[:, j].astype(np.float32)
+        return found
+
+
 def _chunks(
     run: Run,
     path: Path,
@@ -124,6 +198,7 @@ def _chunks(
     with_target: bool,
     chunk_rows: int,
     unseen: Unseen,
+    predictor: Predictor,
 ) -> Iterator[tuple[pd.DataFrame, pd.DataFrame]]:
     """``(numeric, text)`` chunks of the CSV, checked, with empty cells handled as configured.
 
@@ -132,16 +207,13 @@ def _chunks(
     ``with_target``.
     """
     config = run.config
-    features = config.data.feature_names
+    features = predictor.features
     target = config.data.target
-    vocabularies = vocabularies_of(run.model)
-    labels = class_labels(run) if with_target and config.task == "classification" else None
+    vocabularies = predictor.vocabularies
+    labels = predictor.labels if with_target else None
     columns = [*features, *([target] if with_target else [])]
     text_columns = [*vocabularies, *([target] if labels is not None else [])]
-    # Predictions keep every row, so "drop" cannot apply; "mean" fills from the training means
-    # that the model's normalization layer holds (a categorical column: its most frequent value).
-    policy = "mean" if config.data.missing == "mean" else "error"
-    means = None
+    policy = "mean" if predictor.fill else "error"
     for numeric, text in data_mod.read_column_chunks(
         path,
         columns,
@@ -151,7 +223,7 @@ def _chunks(
         text_columns=text_columns,
     ):
         rows = numeric.index.to_numpy(np.int64)
-        code_categories(run, path, numeric, vocabularies, unseen)
+        predictor.prepare(numeric, path, unseen)
         if labels is not None:
             cells = numeric[target].to_numpy(object)
             codes = labels.codes(cells)
@@ -165,13 +237,8 @@ def _chunks(
                     f"Received: {cells[first]!r} on line {int(rows[first]) + 2}"
                 )
             numeric[target] = codes
-        if policy == "mean" and numeric.isna().to_numpy().any():
-            if means is None:
-                means = fill_values(run, path)
-            for i, name in enumerate(features):
-                numeric[name] = numeric[name].fillna(means[i])
-            if with_target:
-                numeric = numeric[numeric[target].notna()]
+        if with_target and policy == "mean" and numeric[target].isna().to_numpy().any():
+            numeric = numeric[numeric[target].notna()]
         yield numeric, text
 
 
@@ -181,6 +248,7 @@ def predict_chunks(
     *,
     chunk_rows: int = data_mod.CHUNK_ROWS,
     unseen: Unseen | None = None,
+    predictor: Predictor | None = None,
 ) -> Iterator[pd.DataFrame]:
     """``predict`` chunk by chunk, for CSVs of any size: each chunk's rows with the columns added.
 
@@ -189,40 +257,27 @@ def predict_chunks(
         path: the CSV.
         chunk_rows: rows read at a time.
         unseen: counts the categorical values the model's vocabularies do not hold.
+        predictor: the run's ``Predictor`` (default: one calling the model eagerly).
 
     Raises:
         DataError: as ``predict``; a bad value in a later chunk is raised when it is reached.
     """
-    from builder.training import model_outputs
-
     path = Path(path)
-    column = prediction_column(run)
-    features = list(run.config.data.feature_names)
-    classification = run.config.task == "classification"
-    labels = class_labels(run) if classification else None
-    added = [column]
-    if labels is not None:
-        added += [probability_column(run, label) for label in labels.classes]
+    predictor = predictor if predictor is not None else Predictor(run)
     unseen = unseen if unseen is not None else Unseen()
     for numeric, text in _chunks(
-        run, path, with_target=False, chunk_rows=chunk_rows, unseen=unseen
+        run,
+        path,
+        with_target=False,
+        chunk_rows=chunk_rows,
+        unseen=unseen,
+        predictor=predictor,
     ):
-        clash = next((name for name in added if name in text.columns), None)
+        clash = next((name for name in predictor.columns if name in text.columns), None)
         if clash:  # every chunk has the header's columns; the first one stops
             raise DataError(f"{path} already has a column '{clash}'; predict would overwrite it.")
-        outputs = model_outputs(run.model, numeric[features].to_numpy(np.float32))
-        if labels is None:
-            # The model computes in float32: the column keeps that dtype, so a CSV gets each
-            # value's shortest float32 repr (166229.67), not its float64 widening.
-            text[column] = outputs[:, 0].astype(np.float32)
-            yield text
-            continue
-        from builder.training import class_probabilities
-
-        probabilities = class_probabilities(outputs)
-        text[column] = np.asarray(labels.classes, dtype=object)[np.argmax(probabilities, axis=1)]
-        for j, label in enumerate(labels.classes):
-            text[probability_column(run, label)] = probabilities[:, j].astype(np.float32)
+        for name, values in predictor.predictions(numeric).items():
+            text[name] = values
         yield text
 
 
@@ -271,7 +326,10 @@ def evaluate(
     score = scorer(task, labels.classes) if labels is not None else scorer(task)
     unseen = Unseen()
     rows = 0
-    for numeric, _ in _chunks(run, path, with_target=True, chunk_rows=chunk_rows, unseen=unseen):
+    predictor = Predictor(run)
+    for numeric, _ in _chunks(
+        run, path, with_target=True, chunk_rows=chunk_rows, unseen=unseen, predictor=predictor
+    ):
         if len(numeric):
             row_numbers = numeric.index.to_numpy(np.int64)
             y = numeric[config.data.target].to_numpy(np.float64)

@@ -644,6 +644,24 @@ def column_problems(
     return values, sorted(found)
 
 
+def beyond_float32(values: np.ndarray) -> np.ndarray:
+    """Which of ``values`` (float64) are not finite as the float32 they become: infinities, and
+    finite numbers that round to one. NaN (an empty cell) breaks no rule here."""
+    with np.errstate(invalid="ignore"):
+        return np.abs(values) >= _FLOAT32_OVERFLOW
+
+
+def float32_rule(value: float) -> str:
+    """The rule a value ``beyond_float32`` breaks and what was received, as a message's end:
+    ``must be finite. Received: inf``."""
+    rule = (
+        "must be finite"
+        if math.isinf(value)
+        else f"must be finite as a 32-bit float (at most {FLOAT32_MAX:.7g} in magnitude)"
+    )
+    return f"{rule}. Received: {number_text(value)}"
+
+
 def _numeric(
     column: pd.Series, name: str, path: Path, start: int, max_magnitude: float | None
 ) -> tuple[np.ndarray, tuple[int, str] | None]:
@@ -671,26 +689,19 @@ def _numeric(
             )
         column = numbers
     values = column.to_numpy(np.float64, na_value=np.nan)
-    with np.errstate(invalid="ignore"):
-        size = np.abs(values)  # NaN (an empty cell) breaks no rule here
-    over = size >= _FLOAT32_OVERFLOW  # inf too
+    over = beyond_float32(values)
     if over.any():
         row = int(np.flatnonzero(over)[0])
-        value = float(values[row])
-        rule = (
-            "must be finite"
-            if math.isinf(value)
-            else f"must be finite as a 32-bit float (at most {FLOAT32_MAX:.7g} in magnitude)"
-        )
         problems.append(
             (
                 row,
-                f"{path}: column '{name}' {rule}. "
-                f"Received: {number_text(value)} on line {start + row + 2}",
+                f"{path}: column '{name}' {float32_rule(float(values[row]))} "
+                f"on line {start + row + 2}",
             )
         )
     if max_magnitude is not None:
-        big = (size > max_magnitude) & ~over
+        with np.errstate(invalid="ignore"):
+            big = (np.abs(values) > max_magnitude) & ~over
         if big.any():
             row = int(np.flatnonzero(big)[0])
             problems.append(
