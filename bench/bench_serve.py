@@ -134,8 +134,7 @@ def _child_model_calls(run: str) -> None:
     import keras  # noqa: F401
 
     from builder.runs import load_run
-    from builder.serving import compiled_outputs
-    from builder.training import model_outputs
+    from builder.training import compiled_outputs, model_outputs
 
     model = load_run(run).model
     width = int(model.inputs[0].shape[-1])

@@ -18,6 +18,8 @@ import importlib.machinery
 import importlib.metadata
 import os
 import sys
+from collections.abc import Mapping
+from pathlib import Path
 
 from builder.errors import ConfigError
 
@@ -30,6 +32,10 @@ DEFAULT = "tensorflow"
 
 #: The module each backend imports, and the install that brings it.
 _MODULES = {"tensorflow": "tensorflow", "jax": "jax", "torch": "torch"}
+#: The most disk JAX's compilation cache takes under builder's settings (``jax_cache_settings``);
+#: beyond it JAX drops the entries used least recently.
+JAX_CACHE_MAX_BYTES = 256 << 20
+
 _INSTALL = {
     "tensorflow": "pip install -e .",
     "jax": "pip install -e '.[jax]'",
@@ -93,7 +99,7 @@ def use(flag: str | None = None, config: str | None = None, *, recorded: str | N
     imported = current()
     if imported is not None and flag is None and config is None:
         if imported != "tensorflow":
-            keep_tensorflow_out()
+            _settle(imported)
         return imported  # nothing asked for: KERAS_BACKEND already chose, as Keras read it
     name, source = choose(flag, config, recorded)
     # PathFinder, not importlib.util.find_spec: looking a package up through sys.meta_path
@@ -114,14 +120,71 @@ def use(flag: str | None = None, config: str | None = None, *, recorded: str | N
                 "before importing keras)"
             )
         if name != "tensorflow":
-            keep_tensorflow_out()
+            _settle(name)
         return name
     os.environ["KERAS_BACKEND"] = name
     import keras  # noqa: F401  (now, so that the backend cannot change under us)
 
     if name != "tensorflow":
-        keep_tensorflow_out()
+        _settle(name)
     return name
+
+
+def _settle(name: str) -> None:
+    keep_tensorflow_out()
+    if name == "jax":
+        cache_jax_compilations()
+
+
+def jax_cache_settings(environ: Mapping[str, str] | None = None) -> dict[str, object]:
+    """The JAX options builder sets, so that a model's compiled steps are kept on disk.
+
+    JAX compiles each step function (train, test, predict) for each input shape, which is most
+    of a small model's fit; its persistent compilation cache lets the next process with the same
+    model, shapes and versions load them instead (bench/README.md, backends). JAX's own defaults
+    keep nothing: no directory, and only compilations over a second. builder sets a directory
+    (``$XDG_CACHE_HOME/builder/jax``, by default ``~/.cache/builder/jax``), keeps every
+    compilation and bounds the directory by ``JAX_CACHE_MAX_BYTES``, each only where JAX's own
+    variable for it is not set; ``JAX_ENABLE_COMPILATION_CACHE=false`` turns the cache off.
+    """
+    environ = os.environ if environ is None else environ
+    settings: dict[str, object] = {}
+    if not environ.get("JAX_COMPILATION_CACHE_DIR"):
+        base = environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+        settings["jax_compilation_cache_dir"] = str(Path(base) / "builder" / "jax")
+    if not environ.get("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS"):
+        settings["jax_persistent_cache_min_compile_time_secs"] = 0.0
+    # A bounded cache evicts under a file lock (the filelock package, which the jax extra
+    # brings); without it JAX refuses a bound at the first compilation, so none is set then.
+    have_lock = "filelock" in sys.modules or importlib.machinery.PathFinder.find_spec("filelock")
+    if not environ.get("JAX_COMPILATION_CACHE_MAX_SIZE") and have_lock:
+        settings["jax_compilation_cache_max_size"] = JAX_CACHE_MAX_BYTES
+    return settings
+
+
+def cache_jax_compilations() -> dict[str, object]:
+    """Apply ``jax_cache_settings`` to this process's JAX, once, before it compiles. A cache
+    directory that cannot be made leaves JAX's cache off (its default) rather than fail a
+    command. Returns the settings applied."""
+    global _JAX_CACHE
+    if _JAX_CACHE is not None:
+        return _JAX_CACHE
+    import jax
+
+    settings = jax_cache_settings()
+    folder = settings.get("jax_compilation_cache_dir")
+    if folder is not None:
+        try:
+            Path(str(folder)).mkdir(parents=True, exist_ok=True)
+        except OSError:
+            settings = {}
+    for key, value in settings.items():
+        jax.config.update(key, value)
+    _JAX_CACHE = settings
+    return settings
+
+
+_JAX_CACHE: dict[str, object] | None = None
 
 
 # keras-team/keras#18455 (closed unfixed): on every backend, Keras's checks for optional

@@ -30,7 +30,7 @@ import os
 import socket
 import tempfile
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, Literal
 
@@ -51,6 +51,7 @@ from builder.data.csv import beyond_float32, float32_rule
 from builder.errors import BuilderError, DataError
 from builder.predict import Predictor, Unseen, predict_chunks
 from builder.runs import Run
+from builder.training import compiled_outputs
 
 DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 8000
@@ -58,9 +59,6 @@ MAX_BODY_BYTES = 10 << 20
 """The largest request body ``/predict`` reads (``--max-body-bytes``): 10 MiB."""
 MAX_ERRORS = 20
 """The most problems one error answer lists (``detail`` is the first)."""
-# Rows per model call, as ``training.model_outputs``' blocks: a request's rows are computed in
-# the same blocks as ``builder predict`` computes the same file's.
-_BLOCK_ROWS = 65_536
 _REQUEST_NAME = "request body"
 # Distinct categorical values whose cleaned text is remembered (``Service._clean``).
 _CLEANED_VALUES = 100_000
@@ -145,39 +143,6 @@ class ErrorBody(BaseModel):
 
     detail: str
     errors: list[ErrorItem]
-
-
-# ---- the model
-
-
-def compiled_outputs(model: Any) -> Callable[[np.ndarray], np.ndarray]:
-    """The model's outputs for float32 rows ``(n, k)`` as float64 ``(n, units)``, through its
-    compiled predict function (``predict_on_batch``).
-
-    ``model.predict`` builds an iterator and callbacks on every call, and an eager call
-    dispatches each op from Python; the compiled function does neither. On TensorFlow it gives
-    the eager call's values bit for bit on the same rows, and takes any row count without
-    retracing (``reduce_retracing``). JAX compiles one program per input shape, so there the
-    rows are padded to a power of two (a bounded number of programs).
-    """
-    import keras
-
-    pad = keras.backend.backend() == "jax"
-    width = int(model.inputs[0].shape[-1])
-
-    def outputs(x: np.ndarray) -> np.ndarray:
-        x = np.asarray(x, np.float32)
-        blocks = []
-        for start in range(0, len(x), _BLOCK_ROWS):
-            block = x[start : start + _BLOCK_ROWS]
-            n = len(block)
-            if pad:
-                filler = np.zeros(((1 << (n - 1).bit_length()) - n, width), np.float32)
-                block = np.concatenate([block, filler])
-            blocks.append(np.asarray(model.predict_on_batch(block))[:n])
-        return np.concatenate(blocks).astype(np.float64).reshape(len(x), -1)
-
-    return outputs
 
 
 def _json_floats(values: np.ndarray) -> list[float | None]:

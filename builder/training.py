@@ -312,7 +312,9 @@ def prepare_model(config: Config, splits: Table) -> Any:
                 model.get_layer(NORMALIZATION), stats.feature_mean, stats.feature_variance
             )
         compile_model(model, config, len(splits.train))
-    if strategy is None:  # under a strategy Keras builds them eagerly itself
+    # Under a strategy Keras builds them eagerly itself; JAX and PyTorch build them symbolically
+    # when fit starts, and an eager call there would compile each op for nothing.
+    if strategy is None and keras.backend.backend() == "tensorflow":
         _create_variables(model, len(config.data.feature_names))
     return model
 
@@ -377,11 +379,15 @@ def fit(
     repeat: dict[str, Any] = {}
     if current_backend() != "tensorflow":
         # JAX and PyTorch take numpy batches; an epoch of several passes is the dataset's
-        # length, so Keras needs no steps_per_epoch (builder.data.batches).
+        # length, so Keras needs no steps_per_epoch (builder.data.batches). Validation goes in
+        # blocks of up to BLOCK_ROWS rows: its loss and metrics are means over rows, so the block
+        # only changes float rounding, and JAX compiles one program per batch shape (a
+        # 300-row or 10k-row file then has one instead of two, and fewer steps per epoch).
         from builder.data.batches import batches
 
         train_data = batches(splits, "train", batch, shuffle_seed=shuffle_seed, steps=steps)
-        val_data = batches(splits, "validation", batch) if has_val else None
+        val_batch = max(batch, min(len(splits.validation), BLOCK_ROWS))
+        val_data = batches(splits, "validation", val_batch) if has_val else None
     else:
         from builder.data.tfdata import dataset
 
@@ -433,11 +439,21 @@ def class_weight_of(config: Config, splits: Table) -> dict[int, float] | None:
     return class_weights(setting, splits.stats.class_counts, splits.labels.classes)
 
 
-def model_outputs(model: Any, x: np.ndarray, batch_size: int = 65_536) -> np.ndarray:
-    """The model's outputs for ``x`` as float64 ``(n, units)``, called eagerly block by block
-    (see ``predict_array``)."""
+BLOCK_ROWS = 65_536
+"""Rows per model call when computing outputs (``model_outputs``, the server's requests)."""
+
+
+def model_outputs(model: Any, x: np.ndarray, batch_size: int = BLOCK_ROWS) -> np.ndarray:
+    """The model's outputs for ``x`` as float64 ``(n, units)``, block by block.
+
+    On TensorFlow and PyTorch the model is called eagerly (see ``predict_array``). On JAX an eager
+    call compiles each op for each new input shape, so there the outputs come from the compiled
+    predict function (``compiled_outputs``): one program instead of one per op.
+    """
     import keras
 
+    if keras.backend.backend() == "jax":
+        return compiled_outputs(model, batch_size)(x)
     x = np.asarray(x, np.float32)
     blocks = [
         keras.ops.convert_to_numpy(model(x[start : start + batch_size], training=False))
@@ -446,6 +462,39 @@ def model_outputs(model: Any, x: np.ndarray, batch_size: int = 65_536) -> np.nda
     units = int(model.outputs[0].shape[-1]) if getattr(model, "outputs", None) else 1
     out = np.concatenate(blocks) if blocks else np.zeros((0, units))
     return np.asarray(out, np.float64).reshape(len(x), -1)
+
+
+def compiled_outputs(
+    model: Any, batch_size: int = BLOCK_ROWS
+) -> Callable[[np.ndarray], np.ndarray]:
+    """The model's outputs for float32 rows ``(n, k)`` as float64 ``(n, units)``, through its
+    compiled predict function (``predict_on_batch``).
+
+    ``model.predict`` builds an iterator and callbacks on every call, and an eager call
+    dispatches each op from Python; the compiled function does neither. On TensorFlow it gives
+    the eager call's values bit for bit on the same rows, and takes any row count without
+    retracing (``reduce_retracing``). JAX compiles one program per input shape, so there the
+    rows are padded to a power of two (a bounded number of programs; rows do not interact).
+    """
+    import keras
+
+    pad = keras.backend.backend() == "jax"
+    width = int(model.inputs[0].shape[-1])
+    units = int(model.outputs[0].shape[-1])
+
+    def outputs(x: np.ndarray) -> np.ndarray:
+        x = np.asarray(x, np.float32)
+        blocks = [np.zeros((0, units), np.float32)]
+        for start in range(0, len(x), batch_size):
+            block = x[start : start + batch_size]
+            n = len(block)
+            if pad:
+                filler = np.zeros(((1 << (n - 1).bit_length()) - n, width), np.float32)
+                block = np.concatenate([block, filler])
+            blocks.append(np.asarray(model.predict_on_batch(block)).reshape(len(block), -1)[:n])
+        return np.concatenate(blocks).astype(np.float64).reshape(len(x), -1)
+
+    return outputs
 
 
 def class_probabilities(outputs: np.ndarray) -> np.ndarray:

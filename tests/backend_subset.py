@@ -13,6 +13,7 @@ import json
 import math
 import os
 import sys
+import tempfile
 from pathlib import Path
 
 import keras
@@ -27,7 +28,7 @@ from builder.errors import ConfigError, Interrupted
 from tests.conftest import LINEAR_CONFIG, TRAIN_CONFIGS, TUNE_CONFIGS, config_dict, write_yaml
 
 BACKEND = keras.backend.backend()
-OUT = Path(os.environ.get("BUILDER_SUBSET_OUT", "."))
+OUT = Path(os.environ.get("BUILDER_SUBSET_OUT") or tempfile.mkdtemp(prefix="backend_subset_"))
 
 
 def test_the_backend_is_the_one_asked_for():
@@ -167,6 +168,20 @@ def test_distribution_runs_or_is_refused_in_one_line(tmp_path):
 def test_asking_for_another_backend_now_is_one_line():
     with pytest.raises(ConfigError, match="already imported with " + BACKEND):
         builder.train(LINEAR_CONFIG, backend="tensorflow")
+
+
+@pytest.mark.skipif(BACKEND != "jax", reason="JAX's compilation cache")
+def test_jax_compilations_are_kept_and_loaded_by_the_next_model(tmp_path):
+    import jax
+
+    assert jax.config.jax_persistent_cache_min_compile_time_secs == 0.0
+    cache = Path(os.environ["JAX_COMPILATION_CACHE_DIR"])  # set by tests/test_backends.py
+    builder.train(LINEAR_CONFIG, epochs=1, runs_dir=tmp_path)
+    kept = set(cache.glob("*-cache"))
+    assert any(p.name.startswith("jit_train_step-") for p in kept), sorted(kept)
+    # A second model with the same shapes finds every program it needs there.
+    builder.train(LINEAR_CONFIG, epochs=1, runs_dir=tmp_path)
+    assert set(cache.glob("*-cache")) == kept
 
 
 def test_zz_tensorflow_was_never_imported():

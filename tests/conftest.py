@@ -148,3 +148,87 @@ def gradient(fn, x: np.ndarray) -> np.ndarray:
         tape.watch(t)
         y = fn(t)
     return tape.gradient(y, t).numpy()
+
+
+# ------------------------------------------------------------------------------ fresh process
+
+#: The loop of the one Python process that the "in a fresh process" checks share (see
+#: ``fresh_process``). Each request is a line of JSON: code and argv, as for ``python -c CODE
+#: ARGS``; each answer a line: returncode, stdout, stderr. Answers go through a copy of fd 1;
+#: fd 1 itself then points at stderr, so nothing a library writes there can break an answer.
+FRESH_LOOP = """
+import contextlib, io, json, os, sys, traceback
+answers = os.fdopen(os.dup(1), "w")
+os.dup2(2, 1)
+for line in sys.stdin:
+    job = json.loads(line)
+    sys.argv, sys.stdin = ["-c", *job["argv"]], open(os.devnull)
+    out, err, code = io.StringIO(), io.StringIO(), 0
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        try:
+            exec(compile(job["code"], "<string>", "exec"), {"__name__": "__main__"})
+        except SystemExit as stop:
+            if stop.code is not None and not isinstance(stop.code, int):
+                print(stop.code, file=sys.stderr)
+            code = 0 if stop.code is None else stop.code if isinstance(stop.code, int) else 1
+        except BaseException:
+            traceback.print_exc()
+            code = 1
+    answers.write(json.dumps({"returncode": code, "stdout": out.getvalue(),
+                              "stderr": err.getvalue()}) + "\\n")
+    answers.flush()
+"""
+
+
+class FreshProcess:
+    """One Python process, started for the session, that runs code as ``python -c`` would.
+
+    For the checks that a file written here reads back elsewhere (a saved model, a run): the
+    process never saw this one's objects, only the files. Starting Python with TensorFlow costs
+    about 8 s, so the checks share it: each runs in its own globals, and none of them changes
+    state that another reads (they load files and predict).
+    """
+
+    def __init__(self, folder: Path):
+        self._log = folder / "stderr.txt"
+        env = {**os.environ, "PYTHONPATH": str(ROOT), "TF_CPP_MIN_LOG_LEVEL": "3"}
+        with open(self._log, "w") as log:
+            self._proc = subprocess.Popen(
+                [sys.executable, "-c", FRESH_LOOP],
+                stdin=subprocess.PIPE,
+                stdout=subprocess.PIPE,
+                stderr=log,
+                text=True,
+                cwd=ROOT,
+                env=env,
+            )
+
+    def run(self, code: str, *args: object) -> subprocess.CompletedProcess:
+        """Run ``code`` with ``sys.argv[1:]`` = ``args``; its output captured, as ``run_python``."""
+        import json
+        import select
+
+        argv = [str(a) for a in args]
+        self._proc.stdin.write(json.dumps({"code": code, "argv": argv}) + "\n")
+        self._proc.stdin.flush()
+        ready, _, _ = select.select([self._proc.stdout], [], [], PROCESS_TIMEOUT)
+        line = self._proc.stdout.readline() if ready else ""
+        if not line:
+            self._proc.kill()
+            tail = self._log.read_text(errors="replace")[-3000:]
+            raise AssertionError(f"the fresh process ended or hung: {tail}")
+        answer = json.loads(line)
+        return subprocess.CompletedProcess(["python", "-c", code, *argv], **answer)
+
+    def close(self) -> None:
+        # Nothing is left to write: killed, not waited for (TensorFlow takes seconds to exit).
+        self._proc.kill()
+        self._proc.communicate(timeout=PROCESS_TIMEOUT)
+
+
+@pytest.fixture(scope="session")
+def fresh_process(tmp_path_factory):
+    """A ``FreshProcess`` that the session's reload checks share."""
+    process = FreshProcess(tmp_path_factory.mktemp("fresh-process"))
+    yield process
+    process.close()

@@ -137,6 +137,29 @@ assert "tensorflow" not in sys.modules
 """
 
 
+def test_jax_keeps_its_compilations_in_builders_cache_unless_told_otherwise(tmp_path):
+    from builder.backend import JAX_CACHE_MAX_BYTES, jax_cache_settings
+
+    lock = {"jax_compilation_cache_max_size": JAX_CACHE_MAX_BYTES}  # filelock is installed here
+    xdg = {"XDG_CACHE_HOME": str(tmp_path)}
+    assert jax_cache_settings(xdg) == {
+        "jax_compilation_cache_dir": str(tmp_path / "builder" / "jax"),
+        "jax_persistent_cache_min_compile_time_secs": 0.0,
+        **lock,
+    }
+    home = jax_cache_settings({})["jax_compilation_cache_dir"]
+    assert home == str(Path.home() / ".cache" / "builder" / "jax")
+    # JAX's own variables win, each for its own setting.
+    assert "jax_compilation_cache_dir" not in jax_cache_settings(
+        {**xdg, "JAX_COMPILATION_CACHE_DIR": "/elsewhere"}
+    )
+    mine = {
+        "JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS": "1",
+        "JAX_COMPILATION_CACHE_MAX_SIZE": "9",
+    }
+    assert set(jax_cache_settings({**xdg, **mine})) == {"jax_compilation_cache_dir"}
+
+
 class Subsets(threading.Thread):
     """The subset on each backend other than this one, in a thread of subprocesses started
     when the session's tests are collected (``tests/conftest.py``), so that they run on the
@@ -155,7 +178,14 @@ class Subsets(threading.Thread):
         done = subprocess.run(
             [sys.executable, *args],
             cwd=ROOT,
-            env={**os.environ, "KERAS_BACKEND": name, **env},
+            # JAX keeps its compilations here (builder.backend.jax_cache_settings), not in the
+            # home directory; tests/backend_subset.py checks what it holds.
+            env={
+                **os.environ,
+                "KERAS_BACKEND": name,
+                "JAX_COMPILATION_CACHE_DIR": str(self.folder / "jax-cache"),
+                **env,
+            },
             capture_output=True,
             text=True,
             timeout=PROCESS_TIMEOUT,

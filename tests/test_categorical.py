@@ -15,7 +15,7 @@ from builder.data import Table, problems
 from builder.data.columns import Column, Design
 from builder.errors import ConfigError, DataError
 from builder.salary_data import generate_jobs
-from tests.conftest import ROOT, run_python, write_yaml
+from tests.conftest import ROOT, write_yaml
 
 FEATURES = ["age", "years_worked", "job_title", "region", "remote"]
 OPTIONS = {"validation": 0.15, "test": 0.15, "seed": 42}
@@ -246,7 +246,9 @@ def test_the_run_records_types_and_the_model_holds_the_vocabularies(jobs_run):
     assert isinstance(jobs_run.model, __import__("keras").Sequential)
 
 
-def test_a_fresh_process_predicts_the_raw_csv_identically(jobs_run, jobs_csv, tmp_path):
+def test_a_fresh_process_predicts_the_raw_csv_identically(
+    jobs_run, jobs_csv, tmp_path, fresh_process
+):
     frame = pd.read_csv(jobs_csv).head(50)
     frame.loc[frame.index[:3], "job_title"] = "astronaut"  # unseen: still predicted
     rows = tmp_path / "rows.csv"
@@ -263,7 +265,7 @@ def test_a_fresh_process_predicts_the_raw_csv_identically(jobs_run, jobs_csv, tm
         f"{str(jobs_run.path)!r}, '--data', {str(rows)!r}, '--output', {str(out)!r}]; "
         "builder.cli.main()"
     )
-    result = run_python(code, cwd=ROOT)
+    result = fresh_process.run(code)
     assert result.returncode == 0, result.stderr
     assert "values not seen in training" in result.stderr and "3 in 'job_title'" in result.stderr
     there = pd.read_csv(out)

@@ -3,18 +3,13 @@
 from __future__ import annotations
 
 import json
-import os
 import re
-import subprocess
-import sys
 import textwrap
-from pathlib import Path
 
 import keras
 import numpy as np
 import pytest
 
-import builder.layers
 from builder.layers import GRADIENTS, Threshold
 from tests.conftest import gradient
 
@@ -201,7 +196,7 @@ LOAD_SCRIPT = textwrap.dedent(
 
 
 @pytest.mark.slow
-def test_keras_file_reloads_bit_identically_in_a_fresh_process(tmp_path):
+def test_keras_file_reloads_bit_identically_in_a_fresh_process(tmp_path, fresh_process):
     keras.utils.set_random_seed(3)
     tlu = Threshold(threshold=0.1, gradient="sigmoid", slope=2.5, name="tlu")
     model = keras.Sequential([keras.Input((3,)), keras.layers.Dense(8), tlu, keras.layers.Dense(2)])
@@ -211,17 +206,8 @@ def test_keras_file_reloads_bit_identically_in_a_fresh_process(tmp_path):
     np.save(x_path, x)
     expected = keras.ops.convert_to_numpy(model(x))
 
-    repo_root = Path(builder.layers.__file__).resolve().parent.parent
-    env = {**os.environ, "PYTHONPATH": str(repo_root), "TF_CPP_MIN_LOG_LEVEL": "3"}
     out_path, config_path = tmp_path / "out.npy", tmp_path / "config.json"
-    args = [model_path, x_path, out_path, config_path]
-    proc = subprocess.run(
-        [sys.executable, "-c", LOAD_SCRIPT, *map(str, args)],
-        capture_output=True,
-        text=True,
-        env=env,
-        timeout=120,
-    )
+    proc = fresh_process.run(LOAD_SCRIPT, model_path, x_path, out_path, config_path)
     assert proc.returncode == 0, proc.stderr[-3000:]
 
     reloaded = np.load(out_path)

@@ -119,7 +119,7 @@ def test_same_config_and_seed_is_deterministic_across_processes(
 
 
 @pytest.mark.slow
-def test_reload_in_fresh_process_predicts_exactly(trained_run, tmp_path):
+def test_reload_in_fresh_process_predicts_exactly(trained_run, tmp_path, fresh_process):
     x = make_linear_frame(rows=50, seed=9)[FEATURES].to_numpy(np.float32)
     np.save(tmp_path / "x.npy", x)
     expected = trained_run.model.predict(x, verbose=0)
@@ -132,9 +132,8 @@ def test_reload_in_fresh_process_predicts_exactly(trained_run, tmp_path):
         np.save({str(tmp_path / "y.npy")!r}, run.model.predict(x, verbose=0))
         """
     )
-    subprocess.run(
-        [sys.executable, "-c", code], check=True, capture_output=True, timeout=PROCESS_TIMEOUT
-    )
+    result = fresh_process.run(code)
+    assert result.returncode == 0, result.stderr[-3000:]
     np.testing.assert_array_equal(np.load(tmp_path / "y.npy"), expected)
 
 
