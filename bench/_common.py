@@ -150,3 +150,24 @@ def set_values(raw: dict[str, Any], assignments: list[str]) -> dict[str, Any]:
             node = node.setdefault(part, {})
         node[last] = yaml.safe_load(value)
     return raw
+
+
+def epoch_timer():
+    """A Keras callback that times ``fit`` (``seconds``) and each epoch (``epochs``)."""
+    import keras
+
+    class Timer(keras.callbacks.Callback):
+        def on_train_begin(self, logs=None):
+            self.epochs: list[float] = []
+            self.started = time.perf_counter()
+
+        def on_epoch_begin(self, epoch, logs=None):
+            self.epoch_started = time.perf_counter()
+
+        def on_epoch_end(self, epoch, logs=None):
+            self.epochs.append(time.perf_counter() - self.epoch_started)
+
+        def on_train_end(self, logs=None):
+            self.seconds = time.perf_counter() - self.started
+
+    return Timer()

@@ -116,22 +116,8 @@ def child_mlp(backend: str, csv: str, epochs: int, assignments: list[str]) -> di
     config = builder.training.with_backend(config, backend)  # before anything imports Keras
     import keras
 
-    class Timer(keras.callbacks.Callback):
-        def on_train_begin(self, logs=None):
-            self.epochs: list[float] = []
-            self.started = time.perf_counter()
-
-        def on_epoch_begin(self, epoch, logs=None):
-            self.epoch_started = time.perf_counter()
-
-        def on_epoch_end(self, epoch, logs=None):
-            self.epochs.append(time.perf_counter() - self.epoch_started)
-
-        def on_train_end(self, logs=None):
-            self.seconds = time.perf_counter() - self.started
-
     splits = builder.training.load_data(config, config.data_path())
-    timer = Timer()
+    timer = _common.epoch_timer()
     builder.training.fit(config, splits, extra_callbacks=[timer])
     rows = len(splits.train)
     threads = None

@@ -16,7 +16,6 @@ from __future__ import annotations
 import argparse
 import statistics
 import sys
-import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -24,26 +23,6 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import _common  # noqa: E402
 
 CONFIG = _common.ROOT / "configs" / "salary_mlp.yaml"
-
-
-def _timer():
-    import keras
-
-    class Timer(keras.callbacks.Callback):
-        def on_train_begin(self, logs=None):
-            self.epochs: list[float] = []
-            self.started = time.perf_counter()
-
-        def on_epoch_begin(self, epoch, logs=None):
-            self.epoch_started = time.perf_counter()
-
-        def on_epoch_end(self, epoch, logs=None):
-            self.epochs.append(time.perf_counter() - self.epoch_started)
-
-        def on_train_end(self, logs=None):
-            self.seconds = time.perf_counter() - self.started
-
-    return Timer()
 
 
 def _result(rows: int, epochs: int, timer) -> dict:
@@ -61,7 +40,7 @@ def _result(rows: int, epochs: int, timer) -> dict:
 def child_reference(csv: str, epochs: int, batch_size: int) -> dict:
     import reference_mlp
 
-    timer = _timer()
+    timer = _common.epoch_timer()
     rows = reference_mlp.run(csv, epochs, batch_size, [timer])
     return _result(rows, epochs, timer)
 
@@ -90,7 +69,7 @@ def child_builder(
     raw["training"].pop("steps", None)  # a fixed epoch count, the same as the reference's
     config = validate_config(_common.set_values(raw, assignments), source=CONFIG)
     splits = builder.training.load_data(config, config.data_path())
-    timer = _timer()
+    timer = _common.epoch_timer()
     builder.training.fit(config, splits, extra_callbacks=[timer])
     return _result(len(splits.train), epochs, timer)
 
