@@ -22,6 +22,19 @@ ROOT = Path(__file__).resolve().parent.parent
 PROCESS_TIMEOUT = 300
 
 
+def default_signals() -> None:
+    """A ``preexec_fn`` that gives a child the default SIGINT, SIGTERM and SIGHUP.
+
+    A command that a non-interactive shell starts in the background (``.ci/run &``) inherits
+    SIGINT ignored (and may inherit the others ignored); Python and builder then rightly keep
+    ignoring them, and a test that stops its child with one would see it go on.
+    """
+    import signal
+
+    for number in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+        signal.signal(number, signal.SIG_DFL)
+
+
 def run_python(code: str, **kwargs) -> subprocess.CompletedProcess:
     """``python -c CODE`` in a fresh process, text captured, bounded by ``PROCESS_TIMEOUT``."""
     return subprocess.run(

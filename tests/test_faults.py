@@ -25,6 +25,7 @@ from tests.conftest import (
     PROCESS_TIMEOUT,
     TARGET,
     config_dict,
+    default_signals,
     make_linear_frame,
     write_yaml,
 )
@@ -44,12 +45,6 @@ def slow_config(tmp_path_factory):
     return write_yaml(folder / "slow.yaml", config_dict(str(csv), **SLOW))
 
 
-def _sigint_default() -> None:
-    # A command a non-interactive shell starts in the background (`.ci/run &`) inherits SIGINT
-    # ignored, and Python then keeps ignoring it; the child gets the terminal's default back.
-    signal.signal(signal.SIGINT, signal.SIG_DFL)
-
-
 @pytest.fixture
 def start():
     """Start ``python -m builder ARGS`` in the background; whatever still runs at the end of the
@@ -64,7 +59,7 @@ def start():
             stderr=subprocess.PIPE,
             text=True,
             env=env,
-            preexec_fn=_sigint_default,
+            preexec_fn=default_signals,
         )
         started.append(proc)
         return proc

@@ -19,7 +19,7 @@ import builder
 from builder.predict import predict, vocabularies_of
 from builder.salary_data import generate_jobs
 from builder.serving import create_app
-from tests.conftest import PROCESS_TIMEOUT, ROOT, write_yaml
+from tests.conftest import PROCESS_TIMEOUT, ROOT, default_signals, write_yaml
 
 # A feature name with a space: rows are JSON objects keyed by the CSV's own names.
 CLASSIFIER = ["age", "years worked", "job_title", "region", "salary"]
@@ -365,7 +365,12 @@ def test_a_uvicorn_process_answers_8_concurrent_clients_correctly(classifier, jo
         )
     command = [sys.executable, "-m", "builder", "serve", str(classifier.path), "--port", "0"]
     server = subprocess.Popen(
-        command, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+        command,
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        preexec_fn=default_signals,
     )
     try:
         line = _first_line(server, timeout=PROCESS_TIMEOUT)

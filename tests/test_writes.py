@@ -29,6 +29,7 @@ from builder.runs import FILES, check_output, write_csv_frames
 from tests.conftest import (
     PROCESS_TIMEOUT,
     config_dict,
+    default_signals,
     make_linear_frame,
     run_python,
     write_yaml,
@@ -390,19 +391,13 @@ def test_a_stop_signal_during_predict_leaves_no_file(
     assert sorted(tmp_path.iterdir()) == [csv]
 
 
-def _default_signals() -> None:
-    # A background job may inherit SIGTERM or SIGHUP ignored; builder then rightly keeps them so.
-    for number in (signal.SIGTERM, signal.SIGHUP):
-        signal.signal(number, signal.SIG_DFL)
-
-
 def _start(args) -> subprocess.Popen:
     return subprocess.Popen(
         [sys.executable, "-m", "builder", *map(str, args)],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
-        preexec_fn=_default_signals,
+        preexec_fn=default_signals,
     )
 
 
