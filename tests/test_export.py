@@ -253,6 +253,24 @@ def test_a_format_the_model_cannot_take_is_one_line(runs, tmp_path, monkeypatch)
     assert list(tmp_path.iterdir()) == []
 
 
+def test_a_missing_runtime_names_the_extra_and_writes_nothing(runs, tmp_path, monkeypatch):
+    import importlib.util
+
+    from builder.export import export
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(
+        importlib.util, "find_spec", lambda name, *a: None if name == "onnxruntime" else real(name)
+    )
+    with pytest.raises(ExportError) as caught:
+        export(runs["regression"], "onnx", tmp_path / "model.onnx")
+    assert _one_line(caught.value) == (
+        "--format onnx needs onnxruntime, which builder installs with its export extra: "
+        "pip install -e '.[export]'"
+    )
+    assert list(tmp_path.iterdir()) == []
+
+
 @pytest.mark.slow
 def test_existing_output_needs_force(runs, tmp_path):
     from builder.export import export
