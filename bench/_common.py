@@ -32,17 +32,19 @@ DEPS = DATA / "deps"
 PYTHON = sys.executable
 
 
-def child_env(*, sklearn: bool = False) -> dict[str, str]:
+def child_env(*, sklearn: bool = False, extra_path: Path | None = None) -> dict[str, str]:
     """The environment of a measured child: TensorFlow quiet, the same for builder and reference.
 
     Args:
         sklearn: put ``bench/_data/deps`` on the path (reference scripts).
+        extra_path: another folder of packages installed beside the benchmarks, for this child.
     """
     env = dict(os.environ)
     env["TF_CPP_MIN_LOG_LEVEL"] = "3"
     env["TF_ENABLE_ONEDNN_OPTS"] = "0"
+    folders = [ROOT, DEPS if sklearn else None, extra_path]
     env["PYTHONPATH"] = os.pathsep.join(
-        p for p in [str(ROOT), str(DEPS) if sklearn else "", env.get("PYTHONPATH", "")] if p
+        [str(p) for p in folders if p] + ([env["PYTHONPATH"]] if env.get("PYTHONPATH") else [])
     )
     return env
 
@@ -60,11 +62,17 @@ def check_sklearn() -> None:
         )
 
 
-def run_child(args: list[str], *, sklearn: bool = False, timeout: float = 1800) -> dict[str, Any]:
+def run_child(
+    args: list[str],
+    *,
+    sklearn: bool = False,
+    extra_path: Path | None = None,
+    timeout: float = 1800,
+) -> dict[str, Any]:
     """Run ``python ARGS`` and return the JSON object it printed last."""
     done = subprocess.run(
         [PYTHON, *args],
-        env=child_env(sklearn=sklearn),
+        env=child_env(sklearn=sklearn, extra_path=extra_path),
         capture_output=True,
         text=True,
         timeout=timeout,

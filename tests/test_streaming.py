@@ -177,6 +177,44 @@ def test_dataset_holds_each_training_row_once_reshuffled_each_epoch(csv, frame):
     np.testing.assert_array_equal(in_order[:, 0], expected)
 
 
+def test_numpy_batches_are_tf_datas_batches_with_a_flat_target(csv, frame):
+    # JAX and PyTorch train from builder.data.batches: the same batches as tf.data's streamed
+    # dataset, pass by pass, with y flat (as Keras hands an array's y to a step).
+    from builder.data.batches import batches
+
+    stream = _stream(csv, chunk_rows=300, shuffle_rows=700)
+    data = dataset(stream, "train", 64, shuffle_seed=5)
+    passes = [list(data.as_numpy_iterator()) for _ in range(2)]  # passes 0, 1
+    numpy = batches(stream, "train", 64, shuffle_seed=5, steps=len(passes[0]) + 3)
+    got = [numpy[i] for i in range(len(numpy))]
+    assert numpy[0][1].shape == (64,) and numpy[0][1].dtype == np.float32
+    np.testing.assert_array_equal(numpy[0][1], got[0][1])  # an index read again (Keras peeks)
+    for (x, y), (tf_x, tf_y) in zip(got, passes[0] + passes[1][:3], strict=True):
+        np.testing.assert_array_equal(x, tf_x)
+        np.testing.assert_array_equal(y, tf_y[:, 0])
+    numpy.on_epoch_end()  # the next epoch goes on within pass 1
+    np.testing.assert_array_equal(numpy[0][1], passes[1][3][1][:, 0])
+
+
+def test_numpy_batches_in_memory_hold_each_row_once_reshuffled_each_pass(frame, tmp_path):
+    from builder.data.batches import batches
+
+    path = tmp_path / "memory.csv"
+    frame.to_csv(path, index=False)
+    table = Table(path, FEATURES, TARGET, **FRACTIONS)
+    train_y = np.sort(table.float32("train")[1])
+    data = batches(table, "train", 64, shuffle_seed=5)
+    first = [data[i] for i in range(len(data))]
+    data.on_epoch_end()
+    second = [data[i] for i in range(len(data))]
+    assert all(len(y) == 64 for _, y in first[:-1]) and 0 < len(first[-1][1]) <= 64
+    for one_pass in (first, second):
+        np.testing.assert_array_equal(np.sort(np.concatenate([y for _, y in one_pass])), train_y)
+    assert not np.array_equal(first[0][1], second[0][1])
+    again = batches(table, "train", 64, shuffle_seed=5)
+    np.testing.assert_array_equal(again[0][1], first[0][1])
+
+
 def test_shuffled_windows_are_consecutive_rows(csv, frame):
     stream = _stream(csv, chunk_rows=300, shuffle_rows=700)
     train_y = frame[TARGET].to_numpy()[_parts(frame) == TRAIN].astype(np.float32)

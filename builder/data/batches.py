@@ -19,7 +19,11 @@ from builder.data.table import Table
 
 
 class Batches(keras.utils.PyDataset):
-    """One part of a table as ``(x, y)`` float32 batches, ``y`` of shape ``(n, 1)``.
+    """One part of a table as ``(x, y)`` float32 batches, ``y`` of shape ``(n,)``.
+
+    ``y`` is flat, as Keras's own array input hands it to a step: the same batches with ``y`` of
+    shape ``(n, 1)`` trained the salary MLP on JAX 1.3x slower, with the same losses
+    (bench/README.md, "Feeding JAX").
 
     Keras reads a ``PyDataset`` by index, in order, one worker (the default). Each index names
     one batch of one pass, so a repeated index (Keras reads the first batch to learn the
@@ -68,7 +72,8 @@ class Batches(keras.utils.PyDataset):
             found = next(self._cursor)
             self._next += 1
             if self._next > batch:
-                return found
+                x, y = found
+                return x, y[:, 0]
 
     def on_epoch_end(self) -> None:
         self.epoch += 1
