@@ -192,24 +192,18 @@ _JAX_CACHE: dict[str, object] | None = None
 # whenever it is installed, which costs seconds and hundreds of MB on JAX and PyTorch. The checks
 # read one lazy module's `_available`; marking it unavailable before anything imports TensorFlow
 # makes them skip it, while code that does use TensorFlow (tf.distribute, exports) still imports
-# it on first use. Versions whose lazy module has that attribute (checked by
-# tests/backend_subset.py, which fails if TensorFlow is imported); the lower bound is pyproject's.
-_LAZY_TENSORFLOW_KERAS = ((3, 10), (4, 0))  # from, below
+# it on first use. tests/backend_subset.py fails if TensorFlow is imported.
 
 
 def keep_tensorflow_out() -> bool:
     """Stop Keras importing TensorFlow for its optional checks, on a backend that is not
     TensorFlow (see the comment above). Returns whether it applied."""
-    import keras
+    from builder.keras_private import lazy_tensorflow
 
-    version = tuple(int(part) for part in keras.__version__.split(".")[:2])
-    low, high = _LAZY_TENSORFLOW_KERAS
-    if not low <= version < high or "tensorflow" in sys.modules:
+    if "tensorflow" in sys.modules:
         return False
-    from keras.src.utils import module_utils  # noqa: TID251  (the one access; see above)
-
-    lazy = module_utils.tensorflow
-    if lazy.module is not None or not hasattr(lazy, "_available"):
+    lazy = lazy_tensorflow()
+    if lazy is None or lazy.module is not None or not hasattr(lazy, "_available"):
         return False
     lazy._available = False
     return True

@@ -21,7 +21,6 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import re
 import shutil
 import tempfile
 import warnings
@@ -240,11 +239,9 @@ def split_cpu(count: int) -> None:
     )
 
 
-# Keras versions whose TensorFlow trainer needs the multi-worker patches below and has the
-# internals they replace: Keras 3 has had the reduction fault since its first releases
-# (tensorflow/tensorflow#72388, closed unfixed); checked on 3.15 by tests/test_distribute.py.
-# The lower bound is pyproject's.
-_PATCHED_KERAS = ((3, 10), (4, 0))  # from, below
+# Keras 3 has had the multi-worker reduction fault since its first releases
+# (tensorflow/tensorflow#72388, closed unfixed); the patches below replace trainer internals that
+# builder.keras_private hands over for the Keras versions it checked.
 
 
 class _TrainerInternals(NamedTuple):
@@ -260,30 +257,26 @@ class _TrainerInternals(NamedTuple):
 def _keras_trainer_internals() -> _TrainerInternals | None:
     """Keras's private trainer internals, or ``None`` where the patches do not apply.
 
-    The one place builder reaches into ``keras.src``: Keras has no public hook for how ``fit``
-    builds and reduces under a strategy (tensorflow/tensorflow#72388). ``None`` when
-    ``keras.__version__`` is outside ``_PATCHED_KERAS`` or the internals have moved.
+    Keras has no public hook for how ``fit`` builds and reduces under a strategy
+    (tensorflow/tensorflow#72388): ``builder.keras_private.tensorflow_trainer`` gives its
+    module. ``None`` when Keras is outside ``keras_private.CHECKED`` or the internals have moved.
     """
-    import keras
+    from builder.keras_private import tensorflow_trainer
 
-    version = tuple(int(part) for part in re.findall(r"\d+", keras.__version__)[:2])
-    low, high = _PATCHED_KERAS
-    if not low <= version < high:
+    trainer = tensorflow_trainer()
+    if trainer is None:
         return None
     try:
-        from keras.src.backend.tensorflow import trainer  # noqa: TID251 (the one accessor)
-
         cls = trainer.TensorFlowTrainer
-        internals = _TrainerInternals(
+        return _TrainerInternals(
             symbolic_build=cls._maybe_symbolic_build,
             reduce_per_replica=trainer.reduce_per_replica,
             is_multi_worker=trainer._collective_all_reduce_multi_worker,
             patched=getattr(trainer, "_builder_multi_worker_patch", False),
             install=lambda build, reduce: _install(trainer, build, reduce),
         )
-    except (ImportError, AttributeError):
+    except AttributeError:
         return None
-    return internals
 
 
 def _install(trainer: Any, build: Callable[..., Any], reduce: Callable[..., Any]) -> None:
@@ -304,8 +297,8 @@ def _patch_keras_for_multi_worker() -> None:
        tensorflow/tensorflow#72388). Scalars are averaged across workers with ``axis=None``.
 
     Both patches act only under a multi-worker strategy; tests/test_distribute.py checks that
-    two workers train as far as one process does. With a Keras outside ``_PATCHED_KERAS`` they
-    are not applied, with a warning.
+    two workers train as far as one process does. With a Keras outside
+    ``keras_private.CHECKED`` they are not applied, with a warning.
     """
     import keras
     import tensorflow as tf
