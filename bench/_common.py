@@ -95,10 +95,14 @@ def median(values: list[float]) -> float:
     return float(statistics.median(values))
 
 
-def versions() -> dict[str, str]:
-    """Versions of what the benchmarks measure, read without importing TensorFlow."""
+def versions(*extra: str) -> dict[str, str]:
+    """Versions of what the benchmarks measure, read without importing TensorFlow.
+
+    Args:
+        extra: more distributions to name where installed (a bench's backends, say).
+    """
     out = {"python": platform.python_version()}
-    for name in ("tensorflow-cpu", "tensorflow", "keras", "numpy", "pandas", "builder"):
+    for name in ("tensorflow-cpu", "tensorflow", "keras", "numpy", "pandas", "builder", *extra):
         with contextlib.suppress(metadata.PackageNotFoundError):
             out[name] = metadata.version(name)
     return out

@@ -30,7 +30,6 @@ cap bounds the repeats of one label in the cases whose name starts with a prefix
 from __future__ import annotations
 
 import argparse
-import contextlib
 import json
 import os
 import shutil
@@ -39,7 +38,6 @@ import subprocess
 import sys
 import tempfile
 import time
-from importlib import metadata
 from pathlib import Path
 from typing import Any
 
@@ -271,14 +269,6 @@ def _summary(samples: dict[str, dict[str, list[dict]]], keys: dict[str, str]) ->
     return out
 
 
-def _versions() -> dict[str, str]:
-    found = _common.versions()
-    for name in ("jax", "jaxlib", "torch", "scikit-learn"):
-        with contextlib.suppress(metadata.PackageNotFoundError):
-            found[name] = metadata.version(name)
-    return found
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=int, default=5)
@@ -403,7 +393,7 @@ def main() -> None:
             "bench_wall_seconds": wall,
             "load_average_at_start": load_start,
             "load_average_at_end": os.getloadavg(),
-            "versions": _versions(),
+            "versions": _common.versions("jax", "jaxlib", "torch", "scikit-learn"),
             "cases": {
                 "main": "builder train configs/salary_linear.yaml --backend B (whole process)",
                 "mlp ROWSxEPOCHS": "configs/salary_mlp.yaml in memory, early stopping off, fit "

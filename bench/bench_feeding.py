@@ -25,7 +25,6 @@ numpy, absl, protobuf (``google``), typing_extensions, fsspec and cloudpickle it
 from __future__ import annotations
 
 import argparse
-import contextlib
 import os
 import resource
 import statistics
@@ -165,13 +164,8 @@ def main() -> None:
                 "peak_rss_mb": _common.median([s["peak_rss_mb"] for s in found]),
                 "tensorflow_imported": any(s["sys_modules_tensorflow"] for s in found),
             }
-    from importlib import metadata
-
     sys.path.append(str(GRAIN))  # grain's version, from the bench's own folder
-    libraries = {}
-    for name in ("jax", "torch", "grain"):
-        with contextlib.suppress(metadata.PackageNotFoundError):
-            libraries[name] = metadata.version(name)
+    versions = _common.versions("jax", "jaxlib", "torch", "grain")
     rows = [
         [
             f"{size}, {feeder}",
@@ -194,7 +188,7 @@ def main() -> None:
             "backend": args.backend,
             "runs": args.runs,
             "sizes": {s: {"rows": SIZES[s][0], "epochs": SIZES[s][1]} for s in args.sizes},
-            "libraries": libraries,
+            "versions": versions,
             "summary": summary,
             "samples": samples,
         },
